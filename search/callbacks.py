@@ -1,0 +1,58 @@
+"""Keras callbacks that every trial uses: a NaN guard and a per-epoch curve recorder."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import keras
+
+__all__ = ["CurveRecorder", "NanGuard"]
+
+CURVE_KEYS = ("accuracy", "loss", "val_accuracy", "val_loss")
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite and remembers why.
+
+    Keras' ``TerminateOnNaN`` stops too but leaves no trace; the objective needs the reason to
+    end the trial as FAIL.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason: str | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.reason = f"loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}"
+            self.model.stop_training = True
+
+
+class CurveRecorder(keras.callbacks.Callback):
+    """Keeps each epoch's train/val accuracy and loss and the epoch's wall time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.curves: dict[str, list[float]] = {key: [] for key in (*CURVE_KEYS, "epoch_seconds")}
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        for key in CURVE_KEYS:
+            if key in logs:
+                self.curves[key].append(float(logs[key]))
+        self.curves["epoch_seconds"].append(time.perf_counter() - self._start)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.curves["epoch_seconds"])

@@ -1,0 +1,262 @@
+"""Dataset registry and loaders: bundled digits, MNIST and Fashion-MNIST from local files or Keras.
+
+Only the training split of a dataset is read; a fixed, seeded part of it becomes the validation
+set. Images keep their raw pixel scale (the model rescales by ``pixel_max``). Loaded datasets are
+cached per process and their arrays are read-only, so every trial of a worker shares one copy.
+
+Where MNIST / Fashion-MNIST come from, first match wins: ``data_dir`` (else ``$HPSEARCH_DATA_DIR``),
+Debian's ``dataset-fashion-mnist`` files, Keras' download cache, then a Keras download unless
+``HPSEARCH_OFFLINE`` is true. The environment is read once per distinct set of arguments.
+
+Example:
+    >>> ds = load_dataset("digits", validation_fraction=0.2, limit=100)
+    >>> ds.input_shape, len(ds.x_train), len(ds.x_val), ds.pixel_max
+    ((8, 8, 1), 100, 359, 16.0)
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from search.errors import ConfigError, DataError
+
+__all__ = ["DATASETS", "Dataset", "load_dataset"]
+
+DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion_mnist")
+
+_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+_IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+_SUBDIRS = {"mnist": ("mnist",), "fashion_mnist": ("fashion_mnist", "fashion-mnist")}
+_DEBIAN_DIRS = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
+_KERAS_CACHE = {"mnist": "mnist.npz", "fashion_mnist": "fashion-mnist"}
+_TRUE = ("1", "true", "yes")
+
+_Raw = tuple[NDArray[Any], NDArray[Any], str]  # images (n, H, W), labels (n,), source
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A dataset's training split, divided into training and validation arrays.
+
+    Attributes:
+        name: One of ``DATASETS``.
+        x_train: float32 images, shape ``(n, H, W, 1)``, raw pixel scale (0..``pixel_max``).
+        y_train: int32 labels in ``0..num_classes-1``, shape ``(n,)``.
+        x_val: Validation images, like ``x_train``.
+        y_val: Validation labels, like ``y_train``.
+        num_classes: Number of classes (10).
+        pixel_max: Largest pixel value: 255.0 for MNIST / Fashion-MNIST, 16.0 for digits.
+        source: Where the data came from, for humans (a path, or the bundled digits).
+    """
+
+    name: str
+    x_train: NDArray[np.float32] = field(repr=False)
+    y_train: NDArray[np.int32] = field(repr=False)
+    x_val: NDArray[np.float32] = field(repr=False)
+    y_val: NDArray[np.int32] = field(repr=False)
+    num_classes: int
+    pixel_max: float
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Shape of one image, ``(H, W, 1)``."""
+        _, height, width, channels = self.x_train.shape
+        return int(height), int(width), int(channels)
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    validation_fraction: float = 0.1,
+    limit: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Loads a dataset's training split and carves a seeded validation set out of it.
+
+    The training split is permuted with ``numpy.random.default_rng(seed)``; the first
+    ``round(n * validation_fraction)`` samples are the validation set, the rest the training set,
+    which ``limit`` then truncates. The validation set therefore never depends on ``limit``.
+    Results are cached per process; the returned arrays are read-only.
+
+    Args:
+        name: One of ``DATASETS``.
+        data_dir: Directory with IDX files or ``mnist.npz``; defaults to ``$HPSEARCH_DATA_DIR``.
+        validation_fraction: Share of the training split held out, in ``(0, 0.5]``.
+        limit: Keep at most this many training samples (at least 1); ``None`` keeps all.
+        seed: Seed of the split.
+
+    Returns:
+        The loaded ``Dataset``.
+
+    Raises:
+        ConfigError: Unknown name, or ``validation_fraction`` / ``limit`` out of range.
+        DataError: No data found, or a data file is corrupt.
+
+    Example:
+        >>> load_dataset("digits", seed=1).x_val.shape
+        (180, 8, 8, 1)
+    """
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
+    if not isinstance(validation_fraction, (int, float)) or not 0.0 < validation_fraction <= 0.5:
+        raise ConfigError(f"validation_fraction must be in (0, 0.5], got {validation_fraction!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit must be an integer >= 1, got {limit!r}")
+    if name == "digits":
+        images, labels, source = _load_digits()
+        pixel_max = 16.0
+    else:
+        images, labels, source = _load_28x28(name, data_dir)
+        pixel_max = 255.0
+    return _split(name, images, labels, source, pixel_max, validation_fraction, limit, seed)
+
+
+def _split(
+    name: str,
+    images: NDArray[Any],
+    labels: NDArray[Any],
+    source: str,
+    pixel_max: float,
+    fraction: float,
+    limit: int | None,
+    seed: int,
+) -> Dataset:
+    n = len(labels)
+    if images.ndim != 3 or len(images) != n:
+        raise DataError(f"{source}: {len(images)} images of shape {images.shape[1:]} for {n} labels")
+    if n and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{source}: labels must be in 0..9, found {labels.min()}..{labels.max()}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = round(n * fraction)
+    if n_val < 1 or n_val >= n:
+        raise DataError(f"{source}: {n} samples are too few for validation_fraction={fraction}")
+    val, train = order[:n_val], order[n_val:][:limit]
+    x = images.astype(np.float32)[..., np.newaxis]
+    y = labels.astype(np.int32)
+    x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
+    for arr in (x_train, y_train, x_val, y_val):
+        arr.setflags(write=False)
+    return Dataset(name, x_train, y_train, x_val, y_val, 10, pixel_max, source)
+
+
+def _load_digits() -> _Raw:
+    from sklearn.datasets import load_digits  # lazy: scikit-learn is slow to import
+
+    bunch = load_digits()
+    return np.asarray(bunch.images), np.asarray(bunch.target), "scikit-learn digits (bundled)"
+
+
+def _load_28x28(name: str, data_dir: str | os.PathLike[str] | None) -> _Raw:
+    looked: list[str] = []
+    env_dir = os.environ.get("HPSEARCH_DATA_DIR")
+    if data_dir is not None or env_dir:
+        directory = Path(data_dir if data_dir is not None else str(env_dir)).expanduser()
+        looked.append(f"{'data_dir' if data_dir is not None else '$HPSEARCH_DATA_DIR'} {directory}")
+        folders = [directory, *(directory / sub for sub in _SUBDIRS[name])]
+        found = _from_folders(folders, idx=True, npz=name == "mnist")
+        if found is not None:
+            return found
+    else:
+        looked.append("$HPSEARCH_DATA_DIR (unset)")
+    if name in _DEBIAN_DIRS:
+        looked.append(str(_DEBIAN_DIRS[name]))
+        found = _from_folders([_DEBIAN_DIRS[name]], idx=True, npz=False)
+        if found is not None:
+            return found
+    cache = Path(os.environ.get("KERAS_HOME") or Path("~/.keras").expanduser()) / "datasets"
+    if name == "mnist":
+        looked.append(str(cache / "mnist.npz"))
+        found = _from_folders([cache], idx=False, npz=True)
+    else:
+        looked.append(str(cache / "fashion-mnist"))
+        found = _from_folders([cache / "fashion-mnist"], idx=True, npz=False)
+    if found is not None:
+        return found
+    if os.environ.get("HPSEARCH_OFFLINE", "").strip().lower() in _TRUE:
+        download = "download disabled (HPSEARCH_OFFLINE=1)"
+    else:
+        try:
+            return _download(name)
+        except Exception as e:  # any failure (no network, bad cache) falls through to the report
+            reason = (str(e).splitlines() or [""])[0][:200]
+            download = f"download failed ({type(e).__name__}: {reason})"
+    raise DataError(
+        f"{name}: no data found; looked in {', '.join(looked)}; {download}. "
+        + ("Install Debian's dataset-fashion-mnist, or put" if name == "fashion_mnist" else "Put")
+        + f" {_IDX_NAMES[0]}.gz and {_IDX_NAMES[1]}.gz"
+        + (" (or mnist.npz)" if name == "mnist" else "")
+        + " in a directory and pass --data-dir DIR (or set HPSEARCH_DATA_DIR)."
+    )
+
+
+def _from_folders(folders: list[Path], *, idx: bool, npz: bool) -> _Raw | None:
+    """Loads the first folder's IDX pair (or ``mnist.npz``) found; ``None`` if there is none."""
+    for folder in folders:
+        pair = [_first_existing(folder, base) for base in _IDX_NAMES]
+        if idx and pair[0] is not None and pair[1] is not None:
+            images = _read_idx(pair[0], _IMAGES_MAGIC, ndim=3)
+            labels = _read_idx(pair[1], _LABELS_MAGIC, ndim=1)
+            if len(images) != len(labels):
+                raise DataError(f"{folder}: {len(images)} images but {len(labels)} labels")
+            return images, labels, str(folder)
+        if npz and (folder / "mnist.npz").is_file():
+            return _read_npz(folder / "mnist.npz")
+    return None
+
+
+def _first_existing(folder: Path, base: str) -> Path | None:
+    for candidate in (folder / f"{base}.gz", folder / base):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_idx(path: Path, magic: int, *, ndim: int) -> NDArray[np.uint8]:
+    """Parses an IDX file of unsigned bytes (gzip-compressed when the name ends in ``.gz``)."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read: {e}") from e
+    header = 4 + 4 * ndim
+    if len(raw) < 4 or int.from_bytes(raw[:4], "big") != magic:
+        got = f"0x{int.from_bytes(raw[:4], 'big'):08x}" if len(raw) >= 4 else f"{len(raw)} bytes"
+        raise DataError(f"{path}: not an IDX file with magic 0x{magic:08x} (got {got})")
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated header ({len(raw)} of {header} bytes)")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: truncated: {dims} needs {expected} bytes, got {len(raw) - header}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _read_npz(path: Path) -> _Raw:
+    """Reads ``x_train`` / ``y_train`` from a Keras-format ``mnist.npz`` (the test arrays stay unread)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return np.asarray(npz["x_train"]), np.asarray(npz["y_train"]), str(path)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path}: not a readable mnist.npz with x_train and y_train: {e}") from e
+
+
+def _download(name: str) -> _Raw:
+    import keras  # lazy: TensorFlow is slow to import and only needed here
+
+    module = keras.datasets.mnist if name == "mnist" else keras.datasets.fashion_mnist
+    (x_train, y_train), _ = module.load_data()
+    return np.asarray(x_train), np.asarray(y_train), f"keras.datasets.{name} download"

@@ -1,0 +1,151 @@
+"""Keras model builders (``mlp``, ``cnn``) from sampled hyperparameters.
+
+``params`` is the dict :meth:`spaces.Space.sample` returns: per-layer values are tuples.
+Input normalization is a ``Rescaling`` layer, so the data stays in its raw pixel scale and is
+never copied per trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import keras
+
+__all__ = ["OPTIMIZERS", "build", "count_flops"]
+
+Layer = Any  # keras layers are untyped
+
+
+def _sgd(p: Mapping[str, Any]) -> keras.optimizers.Optimizer:
+    return keras.optimizers.SGD(
+        learning_rate=p["learning_rate"],
+        momentum=p["momentum"],
+        nesterov=p["nesterov"],
+        weight_decay=p["weight_decay"] or None,
+    )
+
+
+def _rmsprop(p: Mapping[str, Any]) -> keras.optimizers.Optimizer:
+    return keras.optimizers.RMSprop(
+        learning_rate=p["learning_rate"], momentum=p["momentum"], weight_decay=p["weight_decay"] or None
+    )
+
+
+def _plain(cls: type) -> Callable[[Mapping[str, Any]], keras.optimizers.Optimizer]:
+    def make(p: Mapping[str, Any]) -> keras.optimizers.Optimizer:
+        return cls(learning_rate=p["learning_rate"], weight_decay=p["weight_decay"] or None)  # type: ignore[no-any-return]
+
+    return make
+
+
+def _adamw(p: Mapping[str, Any]) -> keras.optimizers.Optimizer:
+    # AdamW's own default decay (0.004) applies when the space leaves weight_decay at 0
+    return keras.optimizers.AdamW(learning_rate=p["learning_rate"], weight_decay=p["weight_decay"] or 0.004)
+
+
+OPTIMIZERS: dict[str, Callable[[Mapping[str, Any]], keras.optimizers.Optimizer]] = {
+    "sgd": _sgd,
+    "adam": _plain(keras.optimizers.Adam),
+    "adamw": _adamw,
+    "nadam": _plain(keras.optimizers.Nadam),
+    "rmsprop": _rmsprop,
+    "adagrad": _plain(keras.optimizers.Adagrad),
+    "adamax": _plain(keras.optimizers.Adamax),
+}
+
+
+def build(
+    params: Mapping[str, Any],
+    *,
+    family: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    pixel_max: float,
+) -> keras.Model:
+    """Build and compile a classifier.
+
+    Example:
+        >>> import spaces, optuna
+        >>> space = spaces.load("quickstart")
+        >>> params = space.sample(optuna.create_study(directions=list(space.directions)).ask())
+        >>> model = build(params, family="mlp", input_shape=(8, 8, 1), num_classes=10, pixel_max=16.0)
+        >>> model.output_shape
+        (None, 10)
+    """
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Rescaling(1.0 / pixel_max)(inputs) if params["normalize"] else inputs
+    if family == "cnn":
+        x = _conv_blocks(x, params)
+    x = keras.layers.Flatten()(x)
+    for units in params["units"]:
+        x = _dense_block(x, units, params)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", kernel_initializer=params["initializer"])(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        optimizer=OPTIMIZERS[params["optimizer"]](params),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _regularizer(params: Mapping[str, Any]) -> Any:
+    if params["l1"] or params["l2"]:
+        return keras.regularizers.L1L2(l1=params["l1"], l2=params["l2"])
+    return None
+
+
+def _dense_block(x: Layer, units: int, params: Mapping[str, Any]) -> Layer:
+    bn = params["batch_norm"]
+    x = keras.layers.Dense(
+        units,
+        kernel_initializer=params["initializer"],
+        kernel_regularizer=_regularizer(params),
+        use_bias=not bn,  # batch norm's beta is the bias
+    )(x)
+    if bn:
+        x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation(params["activation"])(x)
+    if params["dropout"] > 0:
+        x = keras.layers.Dropout(params["dropout"])(x)
+    return x
+
+
+def _conv_blocks(x: Layer, params: Mapping[str, Any]) -> Layer:
+    """Conv2D -> [BatchNorm] -> activation -> MaxPooling (while the map is >= 2 wide) -> Dropout."""
+    for filters in params["filters"]:
+        x = keras.layers.Conv2D(
+            filters,
+            params["kernel_size"],
+            padding="same",
+            kernel_initializer=params["initializer"],
+            kernel_regularizer=_regularizer(params),
+            use_bias=not params["batch_norm"],
+        )(x)
+        if params["batch_norm"]:
+            x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Activation(params["activation"])(x)
+        if min(x.shape[1], x.shape[2]) >= 2:
+            x = keras.layers.MaxPooling2D(2)(x)
+        if params["dropout"] > 0:
+            x = keras.layers.Dropout(params["dropout"])(x)
+    return x
+
+
+def count_flops(model: keras.Model) -> int:
+    """Forward FLOPs per sample of the Dense and Conv2D layers (a multiply-add counts as 2).
+
+    Activations, pooling and normalization are ignored: they are a small fraction here.
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            fan_in = int(layer.input.shape[-1])
+            total += 2 * fan_in * layer.units + (layer.units if layer.use_bias else 0)
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            c_in = int(layer.input.shape[-1])
+            kh, kw = layer.kernel_size
+            total += 2 * kh * kw * c_in * int(c_out) * int(h) * int(w)
+    return total

@@ -1,0 +1,133 @@
+"""Text summaries of trials and studies: progress lines, Pareto tables, study lists, JSON."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["best_trials", "front_table", "studies_table", "trial_json", "trial_line"]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 else f"{value:.3g}"
+    return str(value)
+
+
+def compact_params(params: dict[str, Any]) -> str:
+    """``layers=2 units=[128,64] lr=0.001``: per-layer values (``units_0``...) joined in lists."""
+    grouped: dict[str, Any] = {}
+    for name, value in params.items():
+        m = re.fullmatch(r"(.+)_(\d+)", name)
+        if m and m.group(1) in ("units", "filters"):
+            grouped.setdefault(m.group(1), []).append(value)
+        else:
+            grouped[name] = value
+    parts = []
+    for name, value in grouped.items():
+        shown = "[" + ",".join(_fmt(v) for v in value) + "]" if isinstance(value, list) else _fmt(value)
+        parts.append(f"{name}={shown}")
+    return " ".join(parts)
+
+
+def trial_line(trial: FrozenTrial, metrics: Sequence[str], done: int, total: int, elapsed: float) -> str:
+    """One progress line for a finished trial."""
+    head = f"[{done:>{len(str(total))}}/{total} {elapsed:6.1f}s] trial {trial.number:<3} {trial.state.name:<8}"
+    if trial.state == TrialState.COMPLETE and trial.values is not None:
+        shown = " ".join(f"{m}={_fmt(v)}" for m, v in zip(metrics, trial.values))
+    elif trial.state == TrialState.FAIL:
+        shown = f"reason: {trial.user_attrs.get('fail_reason', 'see the worker log')}"
+    else:
+        curve = trial.user_attrs.get("epochs_run")
+        shown = f"after {curve} epochs" if curve else ""
+    return f"{head} {shown}  {compact_params(trial.params)}".rstrip()
+
+
+def best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The best trial (single objective) or the Pareto front, ordered by the first objective."""
+    if len(study.directions) == 1:
+        try:
+            return [study.best_trial]
+        except ValueError:
+            return []
+    front = study.best_trials
+    reverse = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(front, key=lambda t: t.values[0], reverse=reverse)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def front_table(study: optuna.Study, metrics: Sequence[str]) -> str:
+    """The Pareto-optimal trials (or the best one) as a text table."""
+    trials = best_trials(study)
+    title = "Pareto-optimal trials" if len(study.directions) > 1 else "Best trial"
+    if not trials:
+        return f"{title}: none yet (no trial completed)"
+    header = ["trial", *metrics, "epochs", "params"]
+    rows = [
+        [str(t.number), *(_fmt(v) for v in t.values), _fmt(t.user_attrs.get("epochs_run")), compact_params(t.params)]
+        for t in trials
+    ]
+    return f"{title} of study {study.study_name!r}:\n" + _table(header, rows)
+
+
+def studies_table(storage: optuna.storages.BaseStorage) -> str:
+    """Every study in a storage: directions, trials by state, best values."""
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    if not summaries:
+        return "no studies in this storage"
+    rows = []
+    for s in summaries:
+        study = optuna.load_study(study_name=s.study_name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        counts = {st: sum(t.state == st for t in trials) for st in TrialState}
+        states = " ".join(f"{st.name.lower()}={n}" for st, n in counts.items() if n)
+        metrics = s.user_attrs.get("hpsearch:metrics") or [f"value{i}" for i in range(len(s.directions))]
+        best = best_trials(study)
+        if len(s.directions) == 1:
+            best_s = f"{metrics[0]}={_fmt(best[0].value)} (#{best[0].number})" if best else "-"
+        else:
+            best_s = (
+                f"front of {len(best)}: "
+                + ", ".join(
+                    f"{m} {'max' if d.name == 'MAXIMIZE' else 'min'} {_fmt(_extreme(best, i, d.name))}"
+                    for i, (m, d) in enumerate(zip(metrics, s.directions))
+                )
+                if best
+                else "-"
+            )
+        directions = ",".join(d.name.lower() for d in s.directions)
+        rows.append([s.study_name, directions, str(len(trials)), states or "-", best_s])
+    return _table(["study", "directions", "trials", "states", "best"], rows)
+
+
+def _extreme(trials: Sequence[FrozenTrial], i: int, direction: str) -> float:
+    values = [t.values[i] for t in trials]
+    return max(values) if direction == "MAXIMIZE" else min(values)
+
+
+def trial_json(trial: FrozenTrial, metrics: Sequence[str]) -> dict[str, Any]:
+    """A trial as plain JSON: number, objective values by metric, params and recorded attrs."""
+    attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("curves",)}
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "values": dict(zip(metrics, trial.values or [])),
+        "params": trial.params,
+        "user_attrs": attrs,
+    }

@@ -1,0 +1,141 @@
+"""Create or load studies; the sampler and pruner factories.
+
+A study carries its space: the YAML text is stored as a study user attr, so a worker needs only
+the storage URL and the study name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+import spaces
+from search.errors import ConfigError, StorageError
+from spaces import PrunerSpec, SamplerSpec, Space
+
+__all__ = ["SPACE_ATTR", "create_or_load", "load_space", "make_pruner", "make_sampler"]
+
+SPACE_ATTR = "hpsearch:space"
+FINGERPRINT_ATTR = "hpsearch:fingerprint"
+METRICS_ATTR = "hpsearch:metrics"
+SOURCE_ATTR = "hpsearch:source"
+
+
+def make_sampler(space: Space, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler a space names, seeded with ``sampler.seed + seed_offset``.
+
+    ``seed_offset`` (the number of trials already in the study) keeps a resumed study from
+    replaying the random start-up points it already tried.
+    """
+    spec: SamplerSpec = space.sampler
+    seed = spec.seed + seed_offset
+    opts: dict[str, Any] = dict(spec.options)
+    if spec.type == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, **opts)
+    if spec.type == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if spec.type == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    if spec.type == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, **opts)
+    if spec.type == "gp":
+        return optuna.samplers.GPSampler(seed=seed, **opts)
+    if spec.type == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, **opts)
+    raise ConfigError(f"{space.source}: sampler.type: unknown sampler {spec.type!r}")
+
+
+def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
+    """Optuna's pruner for a space's ``pruner`` section (optionally wrapped in PatientPruner)."""
+    opts: dict[str, Any] = dict(spec.options)
+    pruner: optuna.pruners.BasePruner
+    if spec.type == "none":
+        return optuna.pruners.NopPruner()
+    if spec.type == "median":
+        pruner = optuna.pruners.MedianPruner(**opts)
+    elif spec.type == "percentile":
+        pruner = optuna.pruners.PercentilePruner(**opts)
+    elif spec.type == "successive_halving":
+        pruner = optuna.pruners.SuccessiveHalvingPruner(**opts)
+    elif spec.type == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(**opts)
+    elif spec.type == "threshold":
+        pruner = optuna.pruners.ThresholdPruner(**opts)
+    else:
+        raise ConfigError(f"pruner.type: unknown pruner {spec.type!r}")
+    if spec.patience is not None:
+        pruner = optuna.pruners.PatientPruner(pruner, patience=spec.patience)
+    return pruner
+
+
+def create_or_load(
+    space: Space, storage: optuna.storages.BaseStorage, *, study_name: str | None = None
+) -> optuna.Study:
+    """Create the study for ``space`` (named ``space.name`` by default) or resume it.
+
+    Resuming checks that the stored space means the same as ``space``: a study whose search
+    space changed under it would mix incomparable trials.
+
+    Raises:
+        ConfigError: the study exists with a different space or was not made by hpsearch.
+    """
+    name = study_name or space.name
+    attrs = _study_attrs(storage, name)
+    if attrs is not None:
+        stored = attrs.get(FINGERPRINT_ATTR)
+        if stored is None:
+            raise ConfigError(f"study {name!r} exists but was not created by hpsearch; pick another --study")
+        if stored != space.fingerprint:
+            raise ConfigError(
+                f"study {name!r} exists with a different space (from {attrs.get(SOURCE_ATTR, '?')}); "
+                "run it with the same space or pick another --study"
+            )
+        study_id = storage.get_study_id_from_name(name)
+        n_trials = len(storage.get_all_trials(study_id, deepcopy=False))
+        return optuna.load_study(
+            study_name=name,
+            storage=storage,
+            sampler=make_sampler(space, seed_offset=n_trials),
+            pruner=_study_pruner(space),
+        )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        directions=list(space.directions),
+        sampler=make_sampler(space),
+        pruner=_study_pruner(space),
+        load_if_exists=True,  # another worker may create it between the check and here
+    )
+    study.set_user_attr(SPACE_ATTR, space.text)
+    study.set_user_attr(FINGERPRINT_ATTR, space.fingerprint)
+    study.set_user_attr(METRICS_ATTR, list(space.metrics))
+    study.set_user_attr(SOURCE_ATTR, space.source)
+    return study
+
+
+def load_space(storage: optuna.storages.BaseStorage, study_name: str) -> Space:
+    """The space stored in a study by :func:`create_or_load`."""
+    attrs = _study_attrs(storage, study_name)
+    if attrs is None:
+        known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
+        raise StorageError(f"no study named {study_name!r} in this storage; studies: {known}")
+    text = attrs.get(SPACE_ATTR)
+    if not isinstance(text, str):
+        raise ConfigError(f"study {study_name!r} has no hpsearch space; it was not created by hpsearch")
+    return spaces.loads(text, source=f"study {study_name}")
+
+
+def _study_pruner(space: Space) -> optuna.pruners.BasePruner:
+    # Optuna's Trial.report raises in multi-objective studies; pruning there is done elsewhere.
+    if space.is_multi_objective:
+        return optuna.pruners.NopPruner()
+    return make_pruner(space.pruner)
+
+
+def _study_attrs(storage: optuna.storages.BaseStorage, name: str) -> dict[str, Any] | None:
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    return storage.get_study_user_attrs(study_id)

@@ -1,0 +1,32 @@
+"""Search spaces: the YAML schema, its loader and the bundled presets.
+
+Example:
+    >>> import spaces
+    >>> space = spaces.load("quickstart")
+    >>> space.directions
+    ('maximize', 'minimize')
+"""
+
+from __future__ import annotations
+
+from spaces.domains import Choice, Condition, Fixed, FloatRange, IntRange, Param
+from spaces.loader import load, loads, presets
+from spaces.space import Budget, DatasetSpec, Objective, PrunerSpec, SamplerSpec, Space
+
+__all__ = [
+    "Budget",
+    "Choice",
+    "Condition",
+    "DatasetSpec",
+    "Fixed",
+    "FloatRange",
+    "IntRange",
+    "Objective",
+    "Param",
+    "PrunerSpec",
+    "SamplerSpec",
+    "Space",
+    "load",
+    "loads",
+    "presets",
+]

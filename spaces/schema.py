@@ -1,0 +1,159 @@
+"""What a space file may contain: every key, its type, bounds and default.
+
+Registries are plain names; ``search.models`` and ``search.study`` map them to Keras and
+Optuna objects.  A name in a data file is never turned into an import path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "ACTIVATIONS",
+    "DATASETS",
+    "FAMILIES",
+    "INITIALIZERS",
+    "METRICS",
+    "OPTIMIZERS",
+    "PRUNERS",
+    "SAMPLERS",
+    "SECTIONS",
+    "Field",
+]
+
+Kind = Literal["int", "float", "bool", "name"]
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "linear", "gelu", "swish", "softplus")
+INITIALIZERS = (
+    "zeros",
+    "ones",
+    "random_normal",
+    "random_uniform",
+    "truncated_normal",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "orthogonal",
+)
+OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad", "adamax")
+FAMILIES = ("mlp", "cnn")
+DATASETS = ("digits", "mnist", "fashion_mnist")
+
+# metric -> the direction that makes sense for it
+METRICS: dict[str, str] = {
+    "val_accuracy": "maximize",
+    "val_loss": "minimize",
+    "accuracy": "maximize",
+    "loss": "minimize",
+    "train_seconds": "minimize",
+    "param_count": "minimize",
+    "flops": "minimize",
+}
+# metrics that exist per epoch, so a pruner can watch them
+EPOCH_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of the ``model``, ``optimizer`` or ``training`` section."""
+
+    kind: Kind
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # True: the value must be > low instead of >= low
+    high_open: bool = False
+    names: tuple[str, ...] = ()
+    per_layer: str | None = None
+    families: tuple[str, ...] = FAMILIES
+    flat: str | None = None  # name in the params dict when it differs from the key
+
+    def describe(self) -> str:
+        """The accepted values, for error messages."""
+        if self.kind == "name":
+            return "one of " + ", ".join(self.names)
+        if self.kind == "bool":
+            return "true or false"
+        lo = "" if self.low is None else ("> " if self.low_open else ">= ") + f"{self.low:g}"
+        hi = "" if self.high is None else ("< " if self.high_open else "<= ") + f"{self.high:g}"
+        return f"{'an integer' if self.kind == 'int' else 'a number'} {lo}{' and ' if lo and hi else ''}{hi}".strip()
+
+
+SECTIONS: dict[str, dict[str, Field]] = {
+    "model": {
+        "conv_blocks": Field("int", 2, low=1, high=6, families=("cnn",)),
+        "filters": Field("int", 32, low=1, high=4096, per_layer="conv_blocks", families=("cnn",)),
+        "kernel_size": Field("int", 3, low=1, high=7, families=("cnn",)),
+        "layers": Field("int", 1, low=0, high=16),
+        "units": Field("int", 128, low=1, high=65536, per_layer="layers"),
+        "activation": Field("name", "relu", names=ACTIVATIONS),
+        "initializer": Field("name", "glorot_uniform", names=INITIALIZERS),
+        "dropout": Field("float", 0.0, low=0.0, high=1.0, high_open=True),
+        "batch_norm": Field("bool", False),
+        "l1": Field("float", 0.0, low=0.0),
+        "l2": Field("float", 0.0, low=0.0),
+    },
+    "optimizer": {
+        "name": Field("name", "adam", names=OPTIMIZERS, flat="optimizer"),
+        "learning_rate": Field("float", 1e-3, low=0.0, low_open=True),
+        "momentum": Field("float", 0.0, low=0.0, high=1.0, high_open=True),
+        "nesterov": Field("bool", False),
+        "weight_decay": Field("float", 0.0, low=0.0),
+    },
+    "training": {
+        "batch_size": Field("int", 64, low=1, high=1_000_000),
+        "epochs": Field("int", 10, low=1, high=100_000),
+        "patience": Field("int", 0, low=0, high=100_000),
+        "normalize": Field("bool", True),
+    },
+}
+
+Option = tuple[Kind, Any]  # (kind, default); default None means "Optuna's default"
+
+SAMPLERS: dict[str, dict[str, Option]] = {
+    "tpe": {
+        "n_startup_trials": ("int", None),
+        "multivariate": ("bool", True),
+        "constant_liar": ("bool", True),
+    },
+    "random": {},
+    "grid": {},
+    "nsga2": {"population_size": ("int", None)},
+    "gp": {"n_startup_trials": ("int", None)},
+    "cmaes": {"n_startup_trials": ("int", None)},
+}
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
+
+PRUNERS: dict[str, dict[str, Option]] = {
+    "none": {},
+    "median": {
+        "n_startup_trials": ("int", None),
+        "n_warmup_steps": ("int", None),
+        "interval_steps": ("int", None),
+    },
+    "percentile": {
+        "percentile": ("float", 25.0),
+        "n_startup_trials": ("int", None),
+        "n_warmup_steps": ("int", None),
+        "interval_steps": ("int", None),
+    },
+    "successive_halving": {
+        "min_resource": ("int", None),
+        "reduction_factor": ("int", None),
+        "min_early_stopping_rate": ("int", None),
+    },
+    "hyperband": {
+        "min_resource": ("int", None),
+        "max_resource": ("int", None),
+        "reduction_factor": ("int", None),
+    },
+    "threshold": {
+        "lower": ("float", None),
+        "upper": ("float", None),
+        "n_warmup_steps": ("int", None),
+    },
+}

@@ -1,0 +1,126 @@
+"""The validated, frozen search space and its define-by-run sampling."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from spaces.domains import Param, grid_values, suggest
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["Budget", "DatasetSpec", "Objective", "PrunerSpec", "SamplerSpec", "Space"]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    validation_fraction: float = 0.1
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str  # "maximize" | "minimize"
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    type: str
+    seed: int
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PrunerSpec:
+    type: str
+    metric: str
+    options: Mapping[str, Any]
+    patience: int | None = None  # wrap the pruner in Optuna's PatientPruner
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Space:
+    """A search space: what to train, what to sample, how to judge and prune.
+
+    Build one with :func:`spaces.load` or :func:`spaces.loads`; the fields are already validated.
+
+    Example:
+        >>> import optuna, spaces
+        >>> space = spaces.load("quickstart")
+        >>> study = optuna.create_study(directions=list(space.directions))
+        >>> params = space.sample(study.ask())
+        >>> len(params["units"]) == params["layers"]
+        True
+    """
+
+    name: str
+    description: str
+    source: str
+    text: str  # the file as written; stored in the study so workers need nothing else
+    fingerprint: str  # hash of the parsed document: same meaning -> same fingerprint
+    seed: int
+    family: str
+    dataset: DatasetSpec
+    objectives: tuple[Objective, ...]
+    sampler: SamplerSpec
+    pruner: PrunerSpec
+    budget: Budget
+    params: tuple[Param, ...]
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return tuple(o.direction for o in self.objectives)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(o.metric for o in self.objectives)
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Sample every parameter for ``trial``; fixed and inactive ones take their values.
+
+        Per-layer parameters come back as tuples with one value per existing layer; their Optuna
+        names are ``units_0``, ``units_1``, ...
+        """
+        values: dict[str, Any] = {}
+        for p in self.params:
+            if p.when is not None and values[p.when.key] not in p.when.values:
+                values[p.name] = p.default
+            elif p.per_layer is not None:
+                n = int(values[p.per_layer])
+                values[p.name] = tuple(suggest(trial, f"{p.name}_{i}", p.domain) for i in range(n))
+            else:
+                values[p.name] = suggest(trial, p.name, p.domain)
+        return values
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Optuna's ``GridSampler`` search space: every searched parameter and its values."""
+        counts = {p.name: p for p in self.params}
+        grid: dict[str, list[Any]] = {}
+        for p in self.params:
+            if not p.searched:
+                continue
+            values = grid_values(p.domain)
+            if values is None:  # the loader rejects this for grid samplers
+                raise ValueError(f"{p.field} has no grid")
+            if p.per_layer is None:
+                grid[p.name] = values
+                continue
+            count = counts[p.per_layer].domain
+            most = max(grid_values(count) or [0])
+            for i in range(int(most)):
+                grid[f"{p.name}_{i}"] = values
+        return grid

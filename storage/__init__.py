@@ -1,0 +1,14 @@
+"""Where studies live: storage URL resolution and opening Optuna storages.
+
+Example:
+    >>> import storage
+    >>> storage.resolve(None, environ={})
+    'sqlite:///hpsearch.db'
+"""
+
+from __future__ import annotations
+
+from storage.engines import open_storage, sqlite_path
+from storage.urls import DEFAULT_URL, ENV_VAR, backend, redact, resolve
+
+__all__ = ["DEFAULT_URL", "ENV_VAR", "backend", "open_storage", "redact", "resolve", "sqlite_path"]

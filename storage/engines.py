@@ -1,0 +1,83 @@
+"""Open an Optuna storage for a URL, with settings that suit each backend.
+
+- SQLite: the file is switched to WAL journaling (persistent per file) and connections wait up
+  to 60 s on a lock, so a dashboard reading the file does not make a worker fail with
+  "database is locked".
+- PostgreSQL: ``pool_pre_ping`` (survives connections dropped while idle) and a small pool per
+  process (many workers must not exhaust ``max_connections``).
+- Journal: Optuna's append-only file storage.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+
+from search.errors import StorageError
+from storage.urls import backend, redact
+
+__all__ = ["open_storage", "sqlite_path"]
+
+SQLITE_LOCK_TIMEOUT_S = 60
+PG_POOL = {"pool_size": 2, "max_overflow": 2, "pool_recycle": 1800, "pool_pre_ping": True}
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for in-memory databases)."""
+    rest = url.split("://", 1)[1]
+    path = rest[1:] if rest.startswith("/") else rest
+    path = path.split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorage:
+    """Open the storage at ``url``.
+
+    Args:
+        url: a resolved storage URL (see :func:`storage.resolve`).
+        create: when False, a missing SQLite or journal file is an error instead of being
+            created (read-only commands such as ``hpsearch studies`` use this).
+
+    Raises:
+        StorageError: the URL is malformed, the file is missing, or the server cannot be reached.
+    """
+    kind = backend(url)
+    try:
+        if kind == "journal":
+            return _journal(url, create)
+        engine_kwargs: dict[str, Any]
+        if kind == "sqlite":
+            path = sqlite_path(url)
+            if path is not None:
+                _prepare_sqlite(path, create)
+            engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
+        else:
+            engine_kwargs = dict(PG_POOL)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StorageError(f"storage {redact(url)}: cannot open: {first}") from e
+
+
+def _prepare_sqlite(path: Path, create: bool) -> None:
+    if not path.exists():
+        if not create:
+            raise StorageError(f"storage sqlite:///{path}: no such file")
+        if not path.parent.exists():
+            raise StorageError(f"storage sqlite:///{path}: directory {path.parent} does not exist")
+    with sqlite3.connect(path, timeout=SQLITE_LOCK_TIMEOUT_S) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+
+
+def _journal(url: str, create: bool) -> optuna.storages.BaseStorage:
+    path = Path(url.split("://", 1)[1])
+    if not path.exists() and not create:
+        raise StorageError(f"storage journal://{path}: no such file")
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))

@@ -1,0 +1,58 @@
+"""Which storage a command uses: ``--storage`` > ``HPSEARCH_STORAGE`` > the default SQLite file.
+
+The backend is chosen by the URL's scheme, never guessed from what exists on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+from search.errors import StorageError
+
+__all__ = ["DEFAULT_URL", "ENV_VAR", "backend", "redact", "resolve"]
+
+ENV_VAR = "HPSEARCH_STORAGE"
+DEFAULT_URL = "sqlite:///hpsearch.db"  # relative: a file in the working directory
+
+_BACKENDS = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql",
+    "postgresql+psycopg": "postgresql",
+    "postgresql+psycopg2": "postgresql",
+    "postgres": "postgresql",
+    "journal": "journal",
+}
+
+
+def resolve(cli_url: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The storage URL to use, by precedence; postgres URLs get the installed psycopg driver."""
+    env = os.environ if environ is None else environ
+    url = cli_url or env.get(ENV_VAR) or DEFAULT_URL
+    kind = backend(url)
+    scheme = url.split("://", 1)[0]
+    if kind == "postgresql" and scheme in ("postgresql", "postgres"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def backend(url: str) -> str:
+    """``sqlite``, ``postgresql`` or ``journal`` for a storage URL; StorageError otherwise."""
+    if "://" not in url:
+        raise StorageError(
+            f"storage {redact(url)!r}: expected a URL such as sqlite:///hpsearch.db, "
+            "postgresql://user@host/db or journal:///path/to/file.log"
+        )
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in _BACKENDS:
+        raise StorageError(
+            f"storage {redact(url)!r}: unknown scheme {scheme!r}; expected one of: "
+            + ", ".join(sorted(_BACKENDS))
+        )
+    return _BACKENDS[scheme]
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***``, safe to print."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)

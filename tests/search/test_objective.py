@@ -1,0 +1,114 @@
+"""The objective on a tiny real dataset: recorded attrs, pruning, NaN, early stopping."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+import spaces
+from search.data import load_dataset
+from search.errors import TrialFailed
+from search.objective import Objective
+
+TINY = """\
+name: tiny
+dataset: {name: digits, validation_fraction: 0.2, limit: 300}
+model: {layers: 1, units: 16}
+training: {batch_size: 64, epochs: 2}
+"""
+
+
+def _objective(text: str) -> tuple[Objective, optuna.Study]:
+    space = spaces.loads(text, source="test")
+    data = load_dataset("digits", validation_fraction=0.2, limit=300, seed=space.seed)
+    from search.study import make_pruner
+
+    study = optuna.create_study(directions=list(space.directions), pruner=make_pruner(space.pruner))
+    return Objective(space, data, device="CPU (test)"), study
+
+
+def test_finished_trial_records_everything_the_report_needs() -> None:
+    objective, study = _objective(TINY)
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    attrs = trial.user_attrs
+    assert trial.values == [attrs["val_accuracy"], attrs["train_seconds"]]
+    assert 0.0 <= attrs["val_accuracy"] <= 1.0
+    assert attrs["train_seconds"] > 0
+    assert attrs["epochs_run"] == 2
+    assert attrs["params"]["units"] == [16] and attrs["params"]["optimizer"] == "adam"
+    assert attrs["param_count"] == 64 * 16 + 16 + 16 * 10 + 10
+    assert attrs["flops"] == 2 * 64 * 16 + 16 + 2 * 16 * 10 + 10
+    assert attrs["device"] == "CPU (test)"
+    curves = attrs["curves"]
+    assert {len(curves[k]) for k in ("accuracy", "loss", "val_accuracy", "val_loss", "epoch_seconds")} == {2}
+    assert attrs["val_loss"] == curves["val_loss"][-1]  # no early stopping: the last epoch
+
+
+def test_single_objective_returns_a_float() -> None:
+    objective, study = _objective(TINY + "objectives: [val_loss]\n")
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].value == study.trials[0].user_attrs["val_loss"]
+
+
+def test_pruned_trial_stops_early_and_keeps_its_curves() -> None:
+    # val_accuracy can never exceed 1.0, so a threshold pruner with lower=1.5 prunes at step 1
+    text = TINY.replace("epochs: 2", "epochs: 5")
+    text += "objectives: [val_accuracy]\npruner: {type: threshold, lower: 1.5}\n"
+    objective, study = _objective(text)
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.user_attrs["epochs_run"] == 1
+    assert trial.intermediate_values.keys() == {1}
+    assert trial.user_attrs["train_seconds"] > 0
+
+
+def test_nan_loss_fails_the_trial_with_its_reason() -> None:
+    # learning rate 1e30 on raw 0..16 pixels overflows the weights within the first batches
+    text = TINY + "optimizer: {name: sgd, learning_rate: 1.0e+30}\ntraining: {batch_size: 64, epochs: 3, normalize: false}\n"
+    text = text.replace("training: {batch_size: 64, epochs: 2}\n", "")
+    objective, study = _objective(text)
+    study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["fail_reason"].startswith("loss became")
+    assert trial.user_attrs["epochs_run"] <= 1  # stopped at once, not after all 3 epochs
+
+
+def test_early_stopping_reports_the_restored_best_epoch() -> None:
+    text = TINY.replace("epochs: 2", "epochs: 12, patience: 1").replace("units: 16", "units: 256")
+    text += "optimizer: {name: adam, learning_rate: 0.05}\n"
+    objective, study = _objective(text)
+    study.optimize(objective, n_trials=1)
+    attrs = study.trials[0].user_attrs
+    losses = attrs["curves"]["val_loss"]
+    assert attrs["val_loss"] == min(losses)
+    best = losses.index(min(losses))
+    assert attrs["val_accuracy"] == attrs["curves"]["val_accuracy"][best]
+    assert attrs["epochs_run"] == len(losses) <= 12
+
+
+def test_same_trial_number_same_result() -> None:
+    # seeded per trial: two fresh studies training trial 0 with the same params agree exactly
+    results = []
+    for _ in range(2):
+        objective, study = _objective(TINY)
+        study.optimize(objective, n_trials=1)
+        results.append(study.trials[0].user_attrs["curves"]["val_loss"])
+    assert results[0] == results[1]
+    assert all(math.isfinite(v) for v in results[0])
+
+
+def test_impossible_configuration_is_a_trial_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    objective, study = _objective(TINY)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("kernel larger than the image")
+
+    monkeypatch.setattr("search.objective.build", broken)
+    study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+    assert study.trials[0].user_attrs["fail_reason"] == "impossible configuration: kernel larger than the image"

@@ -1,0 +1,68 @@
+"""One storage test class run over every backend: real SQLite file, real PostgreSQL, journal file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+
+import spaces
+import storage
+from search.errors import ConfigError, StorageError
+from search.study import create_or_load, load_space
+
+SPACE = "name: roundtrip\ndataset: digits\nmodel: {layers: {type: int, low: 1, high: 2}}\n"
+
+
+class TestEveryBackend:
+    def test_study_keeps_its_space_and_trials_across_processes(self, storage_url: str) -> None:
+        url = storage.resolve(storage_url, {})
+        space = spaces.loads(SPACE, source="test")
+        study = create_or_load(space, storage.open_storage(url))
+        trial = study.ask()
+        space.sample(trial)
+        study.tell(trial, [0.9, 1.5])
+
+        reopened = storage.open_storage(url, create=False)  # as a second worker would
+        stored = load_space(reopened, "roundtrip")
+        assert stored.fingerprint == space.fingerprint
+        assert stored.text == SPACE
+        again = create_or_load(stored, reopened)
+        assert [t.values for t in again.trials] == [[0.9, 1.5]]
+        assert again.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+
+    def test_resuming_with_a_different_space_is_refused(self, storage_url: str) -> None:
+        store = storage.open_storage(storage.resolve(storage_url, {}))
+        create_or_load(spaces.loads(SPACE, source="a.yaml"), store)
+        changed = spaces.loads(SPACE.replace("high: 2", "high: 3"), source="b.yaml")
+        with pytest.raises(ConfigError, match=r"study 'roundtrip' exists with a different space \(from a\.yaml\)"):
+            create_or_load(changed, store)
+
+    def test_unknown_study_names_the_ones_there(self, storage_url: str) -> None:
+        store = storage.open_storage(storage.resolve(storage_url, {}))
+        create_or_load(spaces.loads(SPACE, source="a.yaml"), store)
+        with pytest.raises(StorageError, match=r"no study named 'other'.*studies: roundtrip"):
+            load_space(store, "other")
+
+
+def test_sqlite_file_uses_wal_so_readers_do_not_block_writers(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    storage.open_storage(f"sqlite:///{db}")
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_read_only_commands_do_not_create_files(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"no such file"):
+        storage.open_storage(f"sqlite:///{tmp_path / 'missing.db'}", create=False)
+    with pytest.raises(StorageError, match=r"no such file"):
+        storage.open_storage(f"journal://{tmp_path / 'missing.log'}", create=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_postgresql_is_one_clear_error_without_the_password() -> None:
+    with pytest.raises(StorageError, match=r"cannot open") as info:
+        storage.open_storage("postgresql+psycopg://u:s3cret@127.0.0.1:1/db?connect_timeout=2")
+    assert "s3cret" not in str(info.value)
+    assert "\n" not in str(info.value)

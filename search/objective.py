@@ -88,6 +88,9 @@ class Objective:
                 callbacks=callbacks,
                 verbose=0,
             )
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGINT)")
+            raise
         except MemoryError as e:
             raise self._fail(trial, f"out of memory: {e}") from e
         except Exception as e:  # TF's errors have no common base we can import cheaply

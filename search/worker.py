@@ -45,13 +45,14 @@ def run(
     trials: int,
     timeout: float | None = None,
     max_failures_in_row: int = MAX_FAILURES_IN_ROW,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> RunResult:
     """Run trials until the study holds ``trials`` finished trials (all workers together).
 
     A trial that raises :class:`TrialFailed` ends FAIL and the worker goes on; after
     ``max_failures_in_row`` such failures in a row the worker stops and says why.
     """
+    out = out or sys.stdout
     remaining = trials - finished_count(study)
     if remaining <= 0:
         print(f"study {study.study_name!r} already has {trials} finished trials; nothing to run "

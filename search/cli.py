@@ -39,19 +39,27 @@ def _positive_float(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hpsearch", description="Hyperparameter search for Keras models on Optuna.")
+    p = argparse.ArgumentParser(
+        prog="hpsearch", description="Hyperparameter search for Keras models on Optuna."
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     url_help = f"storage URL (default: ${storage.ENV_VAR}, else {storage.DEFAULT_URL})"
 
     r = sub.add_parser("run", help="create or resume a study and run its trials")
-    r.add_argument("space", metavar="SPACE", help="a space YAML file or a preset name (see `hpsearch spaces`)")
+    r.add_argument(
+        "space", metavar="SPACE", help="a space YAML file or a preset name (see `hpsearch spaces`)"
+    )
     r.add_argument("--study", help="study name (default: the space's name)")
     r.add_argument("--storage", help=url_help)
-    r.add_argument("--trials", type=_positive_int, help="finished trials the study should hold (default: budget.trials)")
+    r.add_argument(
+        "--trials", type=_positive_int, help="finished trials the study should hold (default: budget.trials)"
+    )
     r.add_argument("--timeout", type=_positive_float, help="stop starting new trials after S seconds")
     r.add_argument("--data-dir", help="directory with dataset files (default: $HPSEARCH_DATA_DIR)")
-    r.add_argument("--max-failures", type=_positive_int, default=5, help="stop after N failed trials in a row")
+    r.add_argument(
+        "--max-failures", type=_positive_int, default=5, help="stop after N failed trials in a row"
+    )
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("studies", help="list the studies in a storage")
@@ -99,7 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     trials = args.trials or space.budget.trials
     timeout = args.timeout or space.budget.timeout
     print(
-        f"study {study.study_name!r} in {storage.redact(url)}: {finished_count(study)}/{trials} trials done | "
+        f"study {study.study_name!r} in {storage.redact(url)}: "
+        f"{finished_count(study)}/{trials} trials done | "
         f"{dataset.name}: {len(dataset.y_train)} train / {len(dataset.y_val)} validation images "
         f"({dataset.source}) | {space.family} on {objective.device}",
         flush=True,
@@ -107,7 +116,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if space.is_multi_objective and space.pruner.type != "none":
         print("note: pruning in multi-objective studies is not available yet; trials run to the end")
     try:
-        result = run(study, space, objective, trials=trials, timeout=timeout, max_failures_in_row=args.max_failures)
+        result = run(
+            study, space, objective, trials=trials, timeout=timeout, max_failures_in_row=args.max_failures
+        )
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; run the same command to resume", file=sys.stderr)
         return 130

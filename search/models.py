@@ -34,7 +34,7 @@ def _rmsprop(p: Mapping[str, Any]) -> keras.optimizers.Optimizer:
 
 def _plain(cls: type) -> Callable[[Mapping[str, Any]], keras.optimizers.Optimizer]:
     def make(p: Mapping[str, Any]) -> keras.optimizers.Optimizer:
-        return cls(learning_rate=p["learning_rate"], weight_decay=p["weight_decay"] or None)  # type: ignore[no-any-return]
+        return cls(learning_rate=p["learning_rate"], weight_decay=p["weight_decay"] or None)
 
     return make
 
@@ -80,7 +80,9 @@ def build(
     x = keras.layers.Flatten()(x)
     for units in params["units"]:
         x = _dense_block(x, units, params)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", kernel_initializer=params["initializer"])(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", kernel_initializer=params["initializer"])(
+        x
+    )
     model = keras.Model(inputs, outputs)
     model.compile(
         optimizer=OPTIMIZERS[params["optimizer"]](params),

@@ -133,7 +133,11 @@ def _final_metrics(recorder: CurveRecorder, restored_best: bool) -> dict[str, fl
         return {}
     losses = np.asarray(curves["val_loss"], dtype=float)
     i = int(np.nanargmin(losses)) if restored_best and np.isfinite(losses).any() else len(losses) - 1
-    return {key: curves[key][i] for key in ("val_accuracy", "val_loss", "accuracy", "loss") if len(curves[key]) > i}
+    return {
+        key: curves[key][i]
+        for key in ("val_accuracy", "val_loss", "accuracy", "loss")
+        if len(curves[key]) > i
+    }
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -41,9 +41,11 @@ def compact_params(params: dict[str, Any]) -> str:
 
 def trial_line(trial: FrozenTrial, metrics: Sequence[str], done: int, total: int, elapsed: float) -> str:
     """One progress line for a finished trial."""
-    head = f"[{done:>{len(str(total))}}/{total} {elapsed:6.1f}s] trial {trial.number:<3} {trial.state.name:<8}"
+    head = (
+        f"[{done:>{len(str(total))}}/{total} {elapsed:6.1f}s] trial {trial.number:<3} {trial.state.name:<8}"
+    )
     if trial.state == TrialState.COMPLETE and trial.values is not None:
-        shown = " ".join(f"{m}={_fmt(v)}" for m, v in zip(metrics, trial.values))
+        shown = " ".join(f"{m}={_fmt(v)}" for m, v in zip(metrics, trial.values, strict=False))
     elif trial.state == TrialState.FAIL:
         shown = f"reason: {trial.user_attrs.get('fail_reason', 'see the worker log')}"
     else:
@@ -66,9 +68,9 @@ def best_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
@@ -80,7 +82,12 @@ def front_table(study: optuna.Study, metrics: Sequence[str]) -> str:
         return f"{title}: none yet (no trial completed)"
     header = ["trial", *metrics, "epochs", "params"]
     rows = [
-        [str(t.number), *(_fmt(v) for v in t.values), _fmt(t.user_attrs.get("epochs_run")), compact_params(t.params)]
+        [
+            str(t.number),
+            *(_fmt(v) for v in t.values),
+            _fmt(t.user_attrs.get("epochs_run")),
+            compact_params(t.params),
+        ]
         for t in trials
     ]
     return f"{title} of study {study.study_name!r}:\n" + _table(header, rows)
@@ -106,7 +113,7 @@ def studies_table(storage: optuna.storages.BaseStorage) -> str:
                 f"front of {len(best)}: "
                 + ", ".join(
                     f"{m} {'max' if d.name == 'MAXIMIZE' else 'min'} {_fmt(_extreme(best, i, d.name))}"
-                    for i, (m, d) in enumerate(zip(metrics, s.directions))
+                    for i, (m, d) in enumerate(zip(metrics, s.directions, strict=False))
                 )
                 if best
                 else "-"
@@ -117,7 +124,7 @@ def studies_table(storage: optuna.storages.BaseStorage) -> str:
 
 
 def _extreme(trials: Sequence[FrozenTrial], i: int, direction: str) -> float:
-    values = [t.values[i] for t in trials]
+    values = [float(t.values[i]) for t in trials]
     return max(values) if direction == "MAXIMIZE" else min(values)
 
 
@@ -127,7 +134,7 @@ def trial_json(trial: FrozenTrial, metrics: Sequence[str]) -> dict[str, Any]:
     return {
         "number": trial.number,
         "state": trial.state.name,
-        "values": dict(zip(metrics, trial.values or [])),
+        "values": dict(zip(metrics, trial.values or [], strict=False)),
         "params": trial.params,
         "user_attrs": attrs,
     }

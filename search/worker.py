@@ -55,8 +55,11 @@ def run(
     out = out or sys.stdout
     remaining = trials - finished_count(study)
     if remaining <= 0:
-        print(f"study {study.study_name!r} already has {trials} finished trials; nothing to run "
-              "(raise --trials to run more)", file=out)
+        print(
+            f"study {study.study_name!r} already has {trials} finished trials; nothing to run "
+            "(raise --trials to run more)",
+            file=out,
+        )
         return RunResult(ran=0)
     progress = _Progress(space, trials, max_failures_in_row, out)
     study.optimize(

@@ -7,7 +7,7 @@ Optuna distribution.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import optuna
@@ -49,7 +49,7 @@ class Choice:
     choices: tuple[Any, ...]
 
 
-Domain = Union[Fixed, IntRange, FloatRange, Choice]
+Domain = Fixed | IntRange | FloatRange | Choice
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,7 @@ def suggest(trial: optuna.Trial, name: str, domain: Domain) -> Any:
     if isinstance(domain, IntRange):
         return trial.suggest_int(name, domain.low, domain.high, step=domain.step, log=domain.log)
     if isinstance(domain, FloatRange):
-        return trial.suggest_float(
-            name, domain.low, domain.high, step=domain.step, log=domain.log
-        )
+        return trial.suggest_float(name, domain.low, domain.high, step=domain.step, log=domain.log)
     return trial.suggest_categorical(name, list(domain.choices))
 
 

@@ -6,6 +6,7 @@ YAML is read with ``yaml.safe_load`` only, so ``!!python/...`` tags are rejected
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -108,9 +109,7 @@ def loads(text: str, *, source: str = "<space>") -> Space:
         raise err("model.family", f"expected one of {', '.join(schema.FAMILIES)}, got {family!r}")
     objectives = _objectives(doc.get("objectives"), err)
     params = _params(doc, family, err)
-    fingerprint = hashlib.sha256(
-        json.dumps(doc, sort_keys=True, default=str).encode()
-    ).hexdigest()[:16]
+    fingerprint = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
     space = Space(
         name=name,
         description=description.strip(),
@@ -136,9 +135,7 @@ def loads(text: str, *, source: str = "<space>") -> Space:
 # ---------------------------------------------------------------- sections
 
 
-def _mapping(
-    value: Any, field: str, err: _Err, allowed: tuple[str, ...] | None = None
-) -> dict[str, Any]:
+def _mapping(value: Any, field: str, err: _Err, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
     if not isinstance(value, dict):
         if not field:
             raise err("", f"expected a YAML mapping at the top, got {_show(value)}")
@@ -231,19 +228,16 @@ def _pruner(value: Any, objectives: tuple[Objective, ...], err: _Err) -> PrunerS
         raise err("pruner.type", f"expected one of {', '.join(schema.PRUNERS)}, got {kind!r}")
     table = schema.PRUNERS[kind]
     _mapping(d, "pruner", err, allowed=("type", "metric", "patience", *table))
-    default_metric = next(
-        (o.metric for o in objectives if o.metric in schema.EPOCH_METRICS), "val_accuracy"
-    )
+    default_metric = next((o.metric for o in objectives if o.metric in schema.EPOCH_METRICS), "val_accuracy")
     metric = d.get("metric", default_metric)
     if metric not in schema.EPOCH_METRICS:
         raise err("pruner.metric", f"expected one of {', '.join(schema.EPOCH_METRICS)}, got {metric!r}")
-    if len(objectives) == 1 and kind != "none":
-        if schema.METRICS[metric] != objectives[0].direction:
-            raise err(
-                "pruner.metric",
-                f"{metric} is {schema.METRICS[metric]}d but the objective is "
-                f"{objectives[0].direction}d; prune on a metric in the same direction",
-            )
+    if len(objectives) == 1 and kind != "none" and schema.METRICS[metric] != objectives[0].direction:
+        raise err(
+            "pruner.metric",
+            f"{metric} is {schema.METRICS[metric]}d but the objective is "
+            f"{objectives[0].direction}d; prune on a metric in the same direction",
+        )
     patience = d.get("patience")
     if patience is not None:
         patience = _int(patience, "pruner.patience", err, low=0)
@@ -289,8 +283,7 @@ def _params(doc: dict[str, Any], family: str, err: _Err) -> tuple[Param, ...]:
             built.append((param, when))
     known = {p.field: p for p, _ in built} | {p.name: p for p, _ in built}
     params = [
-        p if when is None else replace(p, when=_condition(when, p.field, known, err))
-        for p, when in built
+        p if when is None else replace(p, when=_condition(when, p.field, known, err)) for p, when in built
     ]
     return _sampling_order(params, err)
 
@@ -302,7 +295,8 @@ def _sampling_order(params: list[Param], err: _Err) -> tuple[Param, ...]:
     pending = list(params)
     while pending:
         ready = [
-            p for p in pending
+            p
+            for p in pending
             if (p.when is None or p.when.key in names) and (p.per_layer is None or p.per_layer in names)
         ]
         if not ready:
@@ -377,8 +371,8 @@ def _domain(value: Any, f: schema.Field, field: str, err: _Err) -> tuple[Domain,
             raise err(f"{field}.{key}", f"required for type {kind}")
     log = _bool(value.get("log", False), f"{field}.log", err)
     if kind == "int":
-        low = _int(value["low"], f"{field}.low", err)
-        high = _int(value["high"], f"{field}.high", err)
+        low: float = _int(value["low"], f"{field}.low", err)
+        high: float = _int(value["high"], f"{field}.high", err)
         step = _int(value.get("step", 1), f"{field}.step", err, low=1)
         if log and step != 1:
             raise err(f"{field}.step", f"log=true needs step 1, got {step}")
@@ -442,10 +436,8 @@ def _int(value: Any, field: str, err: _Err, low: int | None = None) -> int:
 def _float(value: Any, field: str, err: _Err) -> float:
     # PyYAML reads `1e-4` (no dot) as text; accept numeric text so users don't trip on it.
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise err(field, f"expected a number, got {_show(value)}")
     if not math.isfinite(value):
@@ -457,5 +449,3 @@ def _bool(value: Any, field: str, err: _Err) -> bool:
     if not isinstance(value, bool):
         raise err(field, f"expected true or false, got {_show(value)}")
     return value
-
-

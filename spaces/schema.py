@@ -80,7 +80,8 @@ class Field:
             return "true or false"
         lo = "" if self.low is None else ("> " if self.low_open else ">= ") + f"{self.low:g}"
         hi = "" if self.high is None else ("< " if self.high_open else "<= ") + f"{self.high:g}"
-        return f"{'an integer' if self.kind == 'int' else 'a number'} {lo}{' and ' if lo and hi else ''}{hi}".strip()
+        what = "an integer" if self.kind == "int" else "a number"
+        return f"{what} {lo}{' and ' if lo and hi else ''}{hi}".strip()
 
 
 SECTIONS: dict[str, dict[str, Field]] = {

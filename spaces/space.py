@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from spaces.domains import Param, grid_values, suggest
 
 if TYPE_CHECKING:
     import optuna
+
+Direction = Literal["maximize", "minimize"]
 
 __all__ = ["Budget", "DatasetSpec", "Objective", "PrunerSpec", "SamplerSpec", "Space"]
 
@@ -24,7 +26,7 @@ class DatasetSpec:
 @dataclass(frozen=True)
 class Objective:
     metric: str
-    direction: str  # "maximize" | "minimize"
+    direction: Direction
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class Space:
     params: tuple[Param, ...]
 
     @property
-    def directions(self) -> tuple[str, ...]:
+    def directions(self) -> tuple[Direction, ...]:
         return tuple(o.direction for o in self.objectives)
 
     @property

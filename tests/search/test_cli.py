@@ -61,9 +61,16 @@ def test_run_stores_space_trials_and_prints_the_front(
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert study.user_attrs["hpsearch:space"] == SPACE
     for trial in study.trials:
-        assert {"val_accuracy", "val_loss", "train_seconds", "epochs_run", "params", "flops", "device", "curves"} <= set(
-            trial.user_attrs
-        )
+        assert {
+            "val_accuracy",
+            "val_loss",
+            "train_seconds",
+            "epochs_run",
+            "params",
+            "flops",
+            "device",
+            "curves",
+        } <= set(trial.user_attrs)
 
 
 def test_resuming_adds_trials_instead_of_starting_over(
@@ -76,7 +83,11 @@ def test_resuming_adds_trials_instead_of_starting_over(
     assert "1/3 trials done" in capsys.readouterr().out
     trials = _study(url).trials
     assert len(trials) == 3
-    assert (trials[0].number, trials[0].params, trials[0].values) == (first.number, first.params, first.values)
+    assert (trials[0].number, trials[0].params, trials[0].values) == (
+        first.number,
+        first.params,
+        first.values,
+    )
     assert trials[1].params != trials[0].params  # the resumed sampler does not replay trial 0
     assert main(["run", str(space_file), "--storage", url, "--trials", "3"]) == 0
     assert "already has 3 finished trials; nothing to run" in capsys.readouterr().out
@@ -100,7 +111,9 @@ def test_nan_trial_fails_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert states == {1e30: "FAIL", 0.01: "COMPLETE"}
 
 
-def test_too_many_failures_in_a_row_stop_the_worker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_too_many_failures_in_a_row_stop_the_worker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     space = tmp_path / "doomed.yaml"
     space.write_text(
         "name: doomed\ndataset: {name: digits, limit: 200}\nbudget: {trials: 10}\n"
@@ -114,7 +127,9 @@ def test_too_many_failures_in_a_row_stop_the_worker(tmp_path: Path, capsys: pyte
 
 def test_rejected_space_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\ndataset: digits\noptimizer: {learning_rate: {type: float, low: 0, high: 1, log: true}}\n")
+    bad.write_text(
+        "name: bad\ndataset: digits\noptimizer: {learning_rate: {type: float, low: 0, high: 1, log: true}}\n"
+    )
     db = tmp_path / "never.db"
     assert main(["run", str(bad), "--storage", f"sqlite:///{db}"]) == 2
     err = capsys.readouterr().err
@@ -189,8 +204,14 @@ def test_interrupted_run_resumes_from_where_it_stopped(tmp_path: Path, space_fil
     url = f"sqlite:///{tmp_path / 'int.db'}"
     cmd = [sys.executable, "-m", "search.cli", "run", str(space_file), "--storage", url, "--trials", "50"]
     root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if "trial 0 " in line:
@@ -204,7 +225,9 @@ def test_interrupted_run_resumes_from_where_it_stopped(tmp_path: Path, space_fil
     assert len(done) >= 1
 
     target = len(before) + 1
-    rerun = subprocess.run(cmd[:-1] + [str(target)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    rerun = subprocess.run(
+        [*cmd[:-1], str(target)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stderr
     after = _study(url).trials
     assert len(after) == target

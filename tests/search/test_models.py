@@ -98,7 +98,9 @@ def test_cnn_pools_only_while_the_feature_map_is_at_least_two_wide() -> None:
 
 
 def test_flops_of_the_notebook_mlp() -> None:
-    model = build({**BASE, "units": (128,)}, family="mlp", input_shape=(28, 28, 1), num_classes=10, pixel_max=255.0)
+    model = build(
+        {**BASE, "units": (128,)}, family="mlp", input_shape=(28, 28, 1), num_classes=10, pixel_max=255.0
+    )
     assert count_flops(model) == (2 * 784 * 128 + 128) + (2 * 128 * 10 + 10)
 
 

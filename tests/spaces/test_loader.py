@@ -35,7 +35,10 @@ INVALID = [
     ),
     ("optimizer: {name: adamx}\n", r"optimizer\.name: expected one of sgd, adam.*got 'adamx'"),
     ("model: {activation: [relu, swoosh]}\n", r"model\.activation\.choices: expected one of .* got 'swoosh'"),
-    ("model: {activation: {type: categorical, choices: []}}\n", r"model\.activation\.choices: expected a non-empty list"),
+    (
+        "model: {activation: {type: categorical, choices: []}}\n",
+        r"model\.activation\.choices: expected a non-empty list",
+    ),
     ("model: {layers: two}\n", r"model\.layers: expected an integer, got str 'two'"),
     ("model: {layers: true}\n", r"model\.layers: expected an integer, got bool True"),
     ("model: {dropout: 1.5}\n", r"model\.dropout: expected a number >= 0 and < 1, got 1\.5"),
@@ -47,8 +50,14 @@ INVALID = [
     ("model: {family: rnn}\n", r"model\.family: expected one of mlp, cnn, got 'rnn'"),
     ("model: {filters: 8}\n", r"model\.filters: only for model family cnn"),
     ("model: {activation: [relu, relu]}\n", r"model\.activation\.choices: duplicate"),
-    ("optimizer: {momentum: {type: float, low: 0, high: 0.9, when: {name: sgdd}}}\n", r"momentum\.when: name can never be 'sgdd'"),
-    ("optimizer: {momentum: {type: float, low: 0, high: 0.9, when: {colour: x}}}\n", r"momentum\.when: 'colour' is not a parameter"),
+    (
+        "optimizer: {momentum: {type: float, low: 0, high: 0.9, when: {name: sgdd}}}\n",
+        r"momentum\.when: name can never be 'sgdd'",
+    ),
+    (
+        "optimizer: {momentum: {type: float, low: 0, high: 0.9, when: {colour: x}}}\n",
+        r"momentum\.when: 'colour' is not a parameter",
+    ),
     ("model: {units: {type: int, low: 8, high: 9, when: {layers: 1}}}\n", r"model\.units\.when: per-layer"),
     ("training: {batch_size: 0}\n", r"training\.batch_size: expected an integer >= 1 .*got 0"),
     ("sampler: {type: annealing}\n", r"sampler\.type: expected one of tpe"),
@@ -56,20 +65,34 @@ INVALID = [
     ("sampler: {type: cmaes}\n", r"sampler\.type: cmaes supports one objective only"),
     ("pruner: {type: median, n_warmup_steps: -1}\n", r"pruner\.n_warmup_steps: expected an integer >= 0"),
     ("pruner: {type: percentile, percentile: 120}\n", r"pruner\.percentile: expected a number in \[0, 100\]"),
-    ("objectives: [val_accuracy]\npruner: {type: median, metric: val_loss}\n", r"pruner\.metric: val_loss is minimized"),
-    ("objectives: [{metric: val_loss, direction: maximize}]\n", r"objectives\[0\]\.direction: val_loss must be minimized"),
+    (
+        "objectives: [val_accuracy]\npruner: {type: median, metric: val_loss}\n",
+        r"pruner\.metric: val_loss is minimized",
+    ),
+    (
+        "objectives: [{metric: val_loss, direction: maximize}]\n",
+        r"objectives\[0\]\.direction: val_loss must be minimized",
+    ),
     ("objectives: [f1]\n", r"objectives\[0\]\.metric: expected one of"),
     ("objectives: []\n", r"objectives: expected a list of 1 to 3"),
     ("budget: {trials: 0}\n", r"budget\.trials: expected an integer >= 1"),
-    ("sampler: {type: grid}\nmodel: {dropout: {type: float, low: 0, high: 0.5}}\n", r"model\.dropout: the grid sampler needs a step"),
+    (
+        "sampler: {type: grid}\nmodel: {dropout: {type: float, low: 0, high: 0.5}}\n",
+        r"model\.dropout: the grid sampler needs a step",
+    ),
     ("model: [1, 2]\n", r"model: expected a mapping, got list"),
     ("model: {units: 32\n", r"line \d+: invalid YAML"),
-    ("extra: !!python/object/apply:os.system [echo hi]\n", r"invalid YAML: could not determine a constructor for the tag"),
+    (
+        "extra: !!python/object/apply:os.system [echo hi]\n",
+        r"invalid YAML: could not determine a constructor for the tag",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("body", "match"), INVALID, ids=[m for _, m in INVALID])
-def test_invalid_space_is_rejected_with_one_line_naming_file_and_field(tmp_path: Path, body: str, match: str) -> None:
+def test_invalid_space_is_rejected_with_one_line_naming_file_and_field(
+    tmp_path: Path, body: str, match: str
+) -> None:
     with pytest.raises(ConfigError, match=match) as info:
         _load(tmp_path, body)
     message = str(info.value)
@@ -83,7 +106,10 @@ def test_invalid_space_is_rejected_with_one_line_naming_file_and_field(tmp_path:
         ("dataset: digits\n", r"name: expected a name"),
         ("name: t\n", r"dataset: required"),
         ("name: t\ndataset: cifar\n", r"dataset\.name: expected one of digits"),
-        ("name: t\ndataset: {name: digits, validation_fraction: 0.9}\n", r"validation_fraction: expected a number in \(0, 0\.5\]"),
+        (
+            "name: t\ndataset: {name: digits, validation_fraction: 0.9}\n",
+            r"validation_fraction: expected a number in \(0, 0\.5\]",
+        ),
         ("- a\n- b\n", r"expected a YAML mapping at the top, got list"),
     ],
 )
@@ -130,7 +156,9 @@ def test_conditional_parameter_is_sampled_only_when_its_condition_holds(tmp_path
           name: [sgd, adam]
         """,
     )
-    study = optuna.create_study(directions=list(space.directions), sampler=optuna.samplers.RandomSampler(seed=3))
+    study = optuna.create_study(
+        directions=list(space.directions), sampler=optuna.samplers.RandomSampler(seed=3)
+    )
     seen = set()
     for _ in range(30):
         trial = study.ask()
@@ -146,13 +174,17 @@ def test_conditional_parameter_is_sampled_only_when_its_condition_holds(tmp_path
 
 
 def test_units_are_sampled_once_per_existing_layer(tmp_path: Path) -> None:
-    space = _load(tmp_path, "model: {layers: {type: int, low: 0, high: 3}, units: {type: int, low: 8, high: 64}}\n")
+    space = _load(
+        tmp_path, "model: {layers: {type: int, low: 0, high: 3}, units: {type: int, low: 8, high: 64}}\n"
+    )
     study = optuna.create_study(directions=list(space.directions))
     for _ in range(20):
         trial = study.ask()
         params = space.sample(trial)
         assert len(params["units"]) == params["layers"]
-        assert sorted(k for k in trial.params if k.startswith("units_")) == [f"units_{i}" for i in range(params["layers"])]
+        assert sorted(k for k in trial.params if k.startswith("units_")) == [
+            f"units_{i}" for i in range(params["layers"])
+        ]
 
 
 def test_grid_lists_every_value_and_per_layer_slots(tmp_path: Path) -> None:
@@ -166,7 +198,12 @@ def test_grid_lists_every_value_and_per_layer_slots(tmp_path: Path) -> None:
           dropout: {type: float, low: 0.0, high: 0.5, step: 0.25}
         """,
     )
-    assert space.grid() == {"layers": [1, 2], "units_0": [16, 32], "units_1": [16, 32], "dropout": [0.0, 0.25, 0.5]}
+    assert space.grid() == {
+        "layers": [1, 2],
+        "units_0": [16, 32],
+        "units_1": [16, 32],
+        "dropout": [0.0, 0.25, 0.5],
+    }
 
 
 def test_same_meaning_same_fingerprint(tmp_path: Path) -> None:

@@ -31,13 +31,18 @@ class TestEveryBackend:
         assert stored.text == SPACE
         again = create_or_load(stored, reopened)
         assert [t.values for t in again.trials] == [[0.9, 1.5]]
-        assert again.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+        assert again.directions == [
+            optuna.study.StudyDirection.MAXIMIZE,
+            optuna.study.StudyDirection.MINIMIZE,
+        ]
 
     def test_resuming_with_a_different_space_is_refused(self, storage_url: str) -> None:
         store = storage.open_storage(storage.resolve(storage_url, {}))
         create_or_load(spaces.loads(SPACE, source="a.yaml"), store)
         changed = spaces.loads(SPACE.replace("high: 2", "high: 3"), source="b.yaml")
-        with pytest.raises(ConfigError, match=r"study 'roundtrip' exists with a different space \(from a\.yaml\)"):
+        with pytest.raises(
+            ConfigError, match=r"study 'roundtrip' exists with a different space \(from a\.yaml\)"
+        ):
             create_or_load(changed, store)
 
     def test_unknown_study_names_the_ones_there(self, storage_url: str) -> None:

@@ -31,7 +31,7 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix search spaces storage tests benchmarks
 
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/trial_overhead.py
+	$(BIN)/python benchmarks/storage_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -6,6 +6,7 @@ the storage URL and the study name.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
@@ -65,7 +66,9 @@ def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
     else:
         raise ConfigError(f"pruner.type: unknown pruner {spec.type!r}")
     if spec.patience is not None:
-        pruner = optuna.pruners.PatientPruner(pruner, patience=spec.patience)
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.8; its interface is stable
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            pruner = optuna.pruners.PatientPruner(pruner, patience=spec.patience)
     return pruner
 
 

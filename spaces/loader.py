@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import math
 import re
@@ -217,6 +218,10 @@ def _sampler(value: Any, seed: int, n_objectives: int, err: _Err) -> SamplerSpec
     _mapping(d, "sampler", err, allowed=("type", "seed", *table))
     if kind in schema.SINGLE_OBJECTIVE_SAMPLERS and n_objectives > 1:
         raise err("sampler.type", f"{kind} supports one objective only; use tpe, nsga2, gp or random")
+    if kind in schema.SAMPLER_NEEDS:
+        module, how = schema.SAMPLER_NEEDS[kind]
+        if importlib.util.find_spec(module) is None:
+            raise err("sampler.type", f"{kind} needs the package {module!r}, which is not installed ({how})")
     s = _int(d.get("seed", seed), "sampler.seed", err, low=0)
     return SamplerSpec(type=kind, seed=s, options=_options(d, table, "sampler", err))
 

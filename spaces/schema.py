@@ -128,6 +128,8 @@ SAMPLERS: dict[str, dict[str, Option]] = {
     "cmaes": {"n_startup_trials": ("int", None)},
 }
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
+# sampler -> (module it imports, how to install it)
+SAMPLER_NEEDS = {"gp": ("torch", "pip install 'hpsearch[gp]'"), "cmaes": ("cmaes", "pip install cmaes")}
 
 PRUNERS: dict[str, dict[str, Option]] = {
     "none": {},

@@ -102,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with quiet_native_stderr(enabled=not args.debug):
         from search.objective import Objective
 
-        objective = Objective(space, dataset)
+        objective = Objective(space, dataset, storage=store)
     study = create_or_load(space, store, study_name=args.study)
     trials = args.trials or space.budget.trials
     timeout = args.timeout or space.budget.timeout
@@ -113,8 +113,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"({dataset.source}) | {space.family} on {objective.device}",
         flush=True,
     )
-    if space.is_multi_objective and space.pruner.type != "none":
-        print("note: pruning in multi-objective studies is not available yet; trials run to the end")
     try:
         result = run(
             study, space, objective, trials=trials, timeout=timeout, max_failures_in_row=args.max_failures

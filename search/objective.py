@@ -13,7 +13,8 @@ import optuna
 from search.callbacks import CurveRecorder, NanGuard
 from search.errors import TrialFailed
 from search.models import build, count_flops
-from search.pruning import PruningCallback
+from search.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
+from spaces.schema import METRICS
 
 if TYPE_CHECKING:
     from search.data import Dataset
@@ -39,11 +40,34 @@ class Objective:
     ``device`` and ``curves`` (per-epoch metrics). A failed trial also records ``fail_reason``.
     """
 
-    def __init__(self, space: Space, dataset: Dataset, *, device: str | None = None) -> None:
+    def __init__(
+        self,
+        space: Space,
+        dataset: Dataset,
+        *,
+        storage: optuna.storages.BaseStorage | None = None,
+        device: str | None = None,
+    ) -> None:
+        """
+        Args:
+            space: what to sample and train.
+            dataset: the data, loaded once for every trial of this process.
+            storage: the study's storage; multi-objective pruning reads the other trials'
+                curves from it (required when the space prunes a multi-objective study).
+            device: how to describe the device in the trial's attrs (default: detected).
+        """
         self.space = space
         self.data = dataset
         self.device = device or describe_device()
-        self.prune = space.pruner.type != "none" and not space.is_multi_objective
+        self.prune = space.pruner.type != "none"
+        # multi-objective pruning: this worker's pruner instance and where the curves live
+        self._mo: tuple[optuna.pruners.BasePruner, optuna.storages.BaseStorage] | None = None
+        if self.prune and space.is_multi_objective:
+            if storage is None:
+                raise ValueError("multi-objective pruning needs the study's storage")
+            from search.study import make_pruner
+
+            self._mo = (make_pruner(space.pruner), storage)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         params = self.space.sample(trial)
@@ -73,7 +97,7 @@ class Objective:
                     monitor="val_loss", patience=params["patience"], restore_best_weights=True
                 )
             )
-        pruning = PruningCallback(trial, self.space.pruner.metric) if self.prune else None
+        pruning = self._pruning_callback(trial)
         if pruning is not None:
             callbacks.append(pruning)
 
@@ -115,6 +139,18 @@ class Objective:
             raise optuna.TrialPruned(f"pruned at epoch {pruning.pruned_at}")
         values = tuple(metrics[m] for m in self.space.metrics)
         return values if self.space.is_multi_objective else values[0]
+
+    def _pruning_callback(self, trial: optuna.Trial) -> PruningCallback | None:
+        if not self.prune:
+            return None
+        metric = self.space.pruner.metric
+        reporter: Reporter
+        if self._mo is None:
+            reporter = NativeReporter(trial)
+        else:
+            direction = optuna.study.StudyDirection[METRICS[metric].upper()]
+            reporter = MultiObjectiveReporter(trial, *self._mo, direction)
+        return PruningCallback(trial, reporter, metric, self.space.pruner.type)
 
     @staticmethod
     def _fail(trial: optuna.Trial, reason: str) -> TrialFailed:

@@ -49,8 +49,8 @@ def trial_line(trial: FrozenTrial, metrics: Sequence[str], done: int, total: int
     elif trial.state == TrialState.FAIL:
         shown = f"reason: {trial.user_attrs.get('fail_reason', 'see the worker log')}"
     else:
-        curve = trial.user_attrs.get("epochs_run")
-        shown = f"after {curve} epochs" if curve else ""
+        epochs = trial.user_attrs.get("epochs_run")
+        shown = trial.user_attrs.get("prune_reason") or (f"after {epochs} epochs" if epochs else "")
     return f"{head} {shown}  {compact_params(trial.params)}".rstrip()
 
 

@@ -40,6 +40,10 @@ def make_sampler(space: Space, *, seed_offset: int = 0) -> optuna.samplers.BaseS
         return optuna.samplers.GridSampler(space.grid(), seed=seed)
     if spec.type == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, **opts)
+    if spec.type == "nsga3":
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.NSGAIIISampler(seed=seed, **opts)
     if spec.type == "gp":
         return optuna.samplers.GPSampler(seed=seed, **opts)
     if spec.type == "cmaes":

@@ -124,6 +124,7 @@ SAMPLERS: dict[str, dict[str, Option]] = {
     "random": {},
     "grid": {},
     "nsga2": {"population_size": ("int", None)},
+    "nsga3": {"population_size": ("int", None)},
     "gp": {"n_startup_trials": ("int", None)},
     "cmaes": {"n_startup_trials": ("int", None)},
 }

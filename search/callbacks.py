@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Any
 
 import keras
 
-__all__ = ["CurveRecorder", "NanGuard"]
+__all__ = ["CurveRecorder", "NanGuard", "StopWhen"]
 
 CURVE_KEYS = ("accuracy", "loss", "val_accuracy", "val_loss")
 
@@ -56,3 +57,28 @@ class CurveRecorder(keras.callbacks.Callback):
     @property
     def epochs(self) -> int:
         return len(self.curves["epoch_seconds"])
+
+
+class StopWhen(keras.callbacks.Callback):
+    """Stops training at the next batch when the worker must stop or the trial ran too long.
+
+    ``reason`` is then ``"signal"`` or ``"timeout"``.
+    """
+
+    def __init__(self, stop: threading.Event, seconds: float | None) -> None:
+        super().__init__()
+        self.stop = stop
+        self.seconds = seconds
+        self.reason: str | None = None
+        self._start = time.perf_counter()
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.stop.is_set():
+            self.reason = "signal"
+        elif self.seconds is not None and time.perf_counter() - self._start > self.seconds:
+            self.reason = "timeout"
+        if self.reason is not None:
+            self.model.stop_training = True

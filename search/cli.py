@@ -9,11 +9,19 @@ import argparse
 import json
 import os
 import sys
+import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import optuna
 
 import spaces
 import storage
 from search.errors import HPSearchError
+
+if TYPE_CHECKING:
+    from search.data import Dataset
+    from search.queue import QueueStudy
 
 __all__ = ["main"]
 
@@ -38,6 +46,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _worker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=_positive_float, help="start no new trial after S seconds")
+    p.add_argument(
+        "--max-failures", type=_positive_int, default=5, help="stop after N failed trials in a row"
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=_positive_int,
+        default=int(os.environ.get("HPSEARCH_HEARTBEAT", "10")),
+        help="seconds between heartbeats of a running trial; a trial is stale after 3 missed "
+        "(default: $HPSEARCH_HEARTBEAT or 10)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hpsearch", description="Hyperparameter search for Keras models on Optuna."
@@ -53,14 +75,27 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--study", help="study name (default: the space's name)")
     r.add_argument("--storage", help=url_help)
     r.add_argument(
-        "--trials", type=_positive_int, help="finished trials the study should hold (default: budget.trials)"
+        "--trials", type=_positive_int, help="trials the study should hold (default: budget.trials)"
     )
-    r.add_argument("--timeout", type=_positive_float, help="stop starting new trials after S seconds")
     r.add_argument("--data-dir", help="directory with dataset files (default: $HPSEARCH_DATA_DIR)")
-    r.add_argument(
-        "--max-failures", type=_positive_int, default=5, help="stop after N failed trials in a row"
-    )
+    r.add_argument("--workers", type=_positive_int, default=1, help="run K local worker processes")
+    _worker_options(r)
     r.set_defaults(func=cmd_run)
+
+    w = sub.add_parser("worker", help="join an existing study and run its queued trials")
+    w.add_argument("--study", required=True, help="study name")
+    w.add_argument("--storage", help=url_help)
+    w.add_argument("--max-trials", type=_positive_int, help="at most N trials from this worker")
+    w.add_argument("--index", type=int, help="worker index, for seeding (default: the process id)")
+    w.add_argument("--data-dir", help="directory with dataset files (default: $HPSEARCH_DATA_DIR)")
+    _worker_options(w)
+    w.set_defaults(func=cmd_worker)
+
+    g = sub.add_parser("storage-proxy", help="serve a storage to many workers over gRPC")
+    g.add_argument("--storage", help=url_help)
+    g.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    g.add_argument("--port", type=_positive_int, default=13000, help="port (default: 13000)")
+    g.set_defaults(func=cmd_storage_proxy)
 
     s = sub.add_parser("studies", help="list the studies in a storage")
     s.add_argument("--storage", help=url_help)
@@ -81,67 +116,138 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    space = spaces.load(args.space)  # a rejected space stops here: nothing is written
-    url = storage.resolve(args.storage)
-    from search import data  # imported late: `hpsearch validate` needs none of this
+def _load_data(space: spaces.Space, data_dir: str | None) -> Dataset:
+    from search.data import load_dataset  # imported late: `hpsearch validate` needs none of this
 
-    dataset = data.load_dataset(
+    return load_dataset(
         space.dataset.name,
-        data_dir=args.data_dir,
+        data_dir=data_dir,
         validation_fraction=space.dataset.validation_fraction,
         limit=space.dataset.limit,
         seed=space.seed,
     )
-    store = storage.open_storage(url)
-    from search.native import quiet_native_stderr
-    from search.report import front_table
-    from search.study import create_or_load
-    from search.worker import finished_count, run
 
+
+def _open(url: str, args: argparse.Namespace, *, create: bool = True) -> optuna.storages.BaseStorage:
+    return storage.open_storage(url, create=create, heartbeat_interval=args.heartbeat)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from search.queue import slots, top_up
+    from search.study import create_or_load
+
+    space = spaces.load(args.space)  # a rejected space stops here: nothing is written
+    url = storage.resolve(args.storage)
+    dataset = _load_data(space, args.data_dir)  # missing data stops here too
+    store = _open(url, args)
+    study = create_or_load(space, store, study_name=args.study)
+    trials = args.trials or space.budget.trials
+    top_up(study, trials)
+    counts = slots(study.get_trials(deepcopy=False))
+    print(
+        f"study {study.study_name!r} in {storage.redact(url)}: {counts.done}/{counts.used} trials done | "
+        f"{dataset.name}: {len(dataset.y_train)} train / {len(dataset.y_val)} validation images "
+        f"({dataset.source})",
+        flush=True,
+    )
+    if counts.done >= trials and not counts.running and not counts.waiting:
+        print(
+            f"study {study.study_name!r} already has {counts.done} finished trials; nothing to run "
+            "(raise --trials to run more)"
+        )
+    if args.workers > 1:
+        from search.launcher import launch
+
+        code = launch(study.study_name, url, args)
+    else:
+        code = _work(study, space, dataset, store, url, args, index=0)
+    from search.report import front_table
+
+    print()
+    print(front_table(study, space.metrics))
+    return code
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from search.study import load_space, open_study
+
+    url = storage.resolve(args.storage)
+    store = _open(url, args, create=False)
+    space = load_space(store, args.study)
+    dataset = _load_data(space, args.data_dir)
+    index = os.getpid() if args.index is None else args.index
+    study = open_study(space, store, args.study, worker=index)
+    print(
+        f"worker {args.index if args.index is not None else f'pid {index}'} on study {args.study!r} "
+        f"in {storage.redact(url)} | {dataset.name}: {len(dataset.y_train)} train images",
+        flush=True,
+    )
+    return _work(study, space, dataset, store, url, args, index=index, as_worker=True)
+
+
+def _work(
+    study: QueueStudy,
+    space: spaces.Space,
+    dataset: Dataset,
+    store: optuna.storages.BaseStorage,
+    url: str,
+    args: argparse.Namespace,
+    *,
+    index: int,
+    as_worker: bool = False,
+) -> int:
+    """Run this process's share of the study; the exit code."""
+    from search.native import quiet_native_stderr
+    from search.worker import run
+
+    stop = threading.Event()
     with quiet_native_stderr(enabled=not args.debug):
         from search.objective import Objective
 
-        objective = Objective(space, dataset, storage=store)
-    study = create_or_load(space, store, study_name=args.study)
-    trials = args.trials or space.budget.trials
-    timeout = args.timeout or space.budget.timeout
-    print(
-        f"study {study.study_name!r} in {storage.redact(url)}: "
-        f"{finished_count(study)}/{trials} trials done | "
-        f"{dataset.name}: {len(dataset.y_train)} train / {len(dataset.y_val)} validation images "
-        f"({dataset.source}) | {space.family} on {objective.device}",
-        flush=True,
+        objective = Objective(space, dataset, storage=store, stop=stop)
+    result = run(
+        study,
+        space,
+        objective,
+        stop=stop,
+        max_trials=getattr(args, "max_trials", None),
+        timeout=args.timeout or space.budget.timeout,
+        max_failures_in_row=args.max_failures,
+        heartbeat=args.heartbeat is not None and storage.backend(url) in ("sqlite", "postgresql"),
     )
-    try:
-        result = run(
-            study, space, objective, trials=trials, timeout=timeout, max_failures_in_row=args.max_failures
+    if result.signalled:
+        print(
+            f"{result.signalled}: the running trial was re-queued; the study resumes where it stopped",
+            file=sys.stderr,
         )
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished trials are saved; run the same command to resume", file=sys.stderr)
-        return 130
-    print()
-    print(front_table(study, space.metrics))
+        return 0 if as_worker else 130
     if result.stop_reason:
         print(f"hpsearch: stopped: {result.stop_reason}", file=sys.stderr)
         return 1
     return 0
 
 
+def cmd_storage_proxy(args: argparse.Namespace) -> int:
+    url = storage.resolve(args.storage)
+    store = storage.open_storage(url, heartbeat_interval=None)
+    print(f"serving {storage.redact(url)} to gRPC clients at grpc://{args.host}:{args.port}", flush=True)
+    optuna.storages.run_grpc_proxy_server(store, host=args.host, port=args.port)
+    return 0
+
+
 def cmd_studies(args: argparse.Namespace) -> int:
     from search.report import studies_table
 
-    print(studies_table(storage.open_storage(storage.resolve(args.storage), create=False)))
+    store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
+    print(studies_table(store))
     return 0
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    import optuna
-
     from search.report import best_trials, front_table, trial_json
     from search.study import load_space
 
-    store = storage.open_storage(storage.resolve(args.storage), create=False)
+    store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
     space = load_space(store, args.study)
     study = optuna.load_study(study_name=args.study, storage=store)
     if args.json:
@@ -181,8 +287,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     args = _parser().parse_args(argv)
-    import optuna
-
     # our progress lines replace Optuna's per-trial logs (failed trials included)
     optuna.logging.set_verbosity(optuna.logging.INFO if args.debug else optuna.logging.ERROR)
     try:

@@ -7,7 +7,7 @@ one error that ends a single trial and lets the search go on.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "HPSearchError", "StorageError", "TrialFailed"]
+__all__ = ["ConfigError", "DataError", "HPSearchError", "StorageError", "TrialFailed", "WorkerStopping"]
 
 
 class HPSearchError(Exception):
@@ -28,3 +28,15 @@ class DataError(HPSearchError):
 
 class TrialFailed(HPSearchError):
     """This trial failed (NaN loss, out of memory, impossible configuration); the search goes on."""
+
+
+class WorkerStopping(Exception):
+    """The worker was asked to stop (SIGTERM / SIGINT) while trial ``number`` ran.
+
+    Not an ``HPSearchError``: it is not the user's mistake and not the trial's. The worker
+    re-queues the trial and exits cleanly.
+    """
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"worker stopped during trial {number}")
+        self.number = number

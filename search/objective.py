@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -10,8 +11,8 @@ import keras
 import numpy as np
 import optuna
 
-from search.callbacks import CurveRecorder, NanGuard
-from search.errors import TrialFailed
+from search.callbacks import CurveRecorder, NanGuard, StopWhen
+from search.errors import TrialFailed, WorkerStopping
 from search.models import build, count_flops
 from search.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
 from spaces.schema import METRICS
@@ -47,6 +48,7 @@ class Objective:
         *,
         storage: optuna.storages.BaseStorage | None = None,
         device: str | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         """
         Args:
@@ -55,11 +57,14 @@ class Objective:
             storage: the study's storage; multi-objective pruning reads the other trials'
                 curves from it (required when the space prunes a multi-objective study).
             device: how to describe the device in the trial's attrs (default: detected).
+            stop: set by the worker on SIGTERM / SIGINT; the running trial stops at the next
+                batch and raises :class:`WorkerStopping` so the worker can re-queue it.
         """
         self.space = space
         self.data = dataset
         self.device = device or describe_device()
         self.prune = space.pruner.type != "none"
+        self.stop = stop or threading.Event()
         # multi-objective pruning: this worker's pruner instance and where the curves live
         self._mo: tuple[optuna.pruners.BasePruner, optuna.storages.BaseStorage] | None = None
         if self.prune and space.is_multi_objective:
@@ -70,6 +75,8 @@ class Objective:
             self._mo = (make_pruner(space.pruner), storage)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        if self.stop.is_set():  # asked to stop between trials: hand this one back untouched
+            raise self._stopping(trial)
         params = self.space.sample(trial)
         keras.backend.clear_session()
         gc.collect()
@@ -90,7 +97,8 @@ class Objective:
         trial.set_user_attr("flops", count_flops(model))
 
         guard, recorder = NanGuard(), CurveRecorder()
-        callbacks: list[keras.callbacks.Callback] = [guard, recorder]
+        stopper = StopWhen(self.stop, self.space.budget.trial_timeout)
+        callbacks: list[keras.callbacks.Callback] = [guard, recorder, stopper]
         if params["patience"] > 0:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
@@ -112,9 +120,6 @@ class Objective:
                 callbacks=callbacks,
                 verbose=0,
             )
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGINT)")
-            raise
         except MemoryError as e:
             raise self._fail(trial, f"out of memory: {e}") from e
         except Exception as e:  # TF's errors have no common base we can import cheaply
@@ -133,8 +138,13 @@ class Objective:
         trial.set_user_attr("epochs_run", recorder.epochs)
         trial.set_user_attr("curves", recorder.curves)
 
+        if stopper.reason == "signal":
+            raise self._stopping(trial)
         if guard.reason is not None:
             raise self._fail(trial, guard.reason)
+        if stopper.reason == "timeout":
+            limit = self.space.budget.trial_timeout
+            raise self._fail(trial, f"still training after budget.trial_timeout = {limit:g} s")
         if pruning is not None and pruning.pruned_at is not None:
             raise optuna.TrialPruned(f"pruned at epoch {pruning.pruned_at}")
         values = tuple(metrics[m] for m in self.space.metrics)
@@ -151,6 +161,11 @@ class Objective:
             direction = optuna.study.StudyDirection[METRICS[metric].upper()]
             reporter = MultiObjectiveReporter(trial, *self._mo, direction)
         return PruningCallback(trial, reporter, metric, self.space.pruner.type)
+
+    @staticmethod
+    def _stopping(trial: optuna.Trial) -> WorkerStopping:
+        trial.set_user_attr("fail_reason", "worker stopped (SIGTERM / SIGINT); trial re-queued")
+        return WorkerStopping(trial.number)
 
     @staticmethod
     def _fail(trial: optuna.Trial, reason: str) -> TrialFailed:

@@ -13,9 +13,10 @@ import optuna
 
 import spaces
 from search.errors import ConfigError, StorageError
+from search.queue import QueueStudy
 from spaces import PrunerSpec, SamplerSpec, Space
 
-__all__ = ["SPACE_ATTR", "create_or_load", "load_space", "make_pruner", "make_sampler"]
+__all__ = ["SPACE_ATTR", "create_or_load", "load_space", "make_pruner", "make_sampler", "open_study"]
 
 SPACE_ATTR = "hpsearch:space"
 FINGERPRINT_ATTR = "hpsearch:fingerprint"
@@ -78,7 +79,7 @@ def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
 
 def create_or_load(
     space: Space, storage: optuna.storages.BaseStorage, *, study_name: str | None = None
-) -> optuna.Study:
+) -> QueueStudy:
     """Create the study for ``space`` (named ``space.name`` by default) or resume it.
 
     Resuming checks that the stored space means the same as ``space``: a study whose search
@@ -98,14 +99,7 @@ def create_or_load(
                 f"study {name!r} exists with a different space (from {attrs.get(SOURCE_ATTR, '?')}); "
                 "run it with the same space or pick another --study"
             )
-        study_id = storage.get_study_id_from_name(name)
-        n_trials = len(storage.get_all_trials(study_id, deepcopy=False))
-        return optuna.load_study(
-            study_name=name,
-            storage=storage,
-            sampler=make_sampler(space, seed_offset=n_trials),
-            pruner=_study_pruner(space),
-        )
+        return open_study(space, storage, name)
     study = optuna.create_study(
         storage=storage,
         study_name=name,
@@ -118,7 +112,25 @@ def create_or_load(
     study.set_user_attr(FINGERPRINT_ATTR, space.fingerprint)
     study.set_user_attr(METRICS_ATTR, list(space.metrics))
     study.set_user_attr(SOURCE_ATTR, space.source)
-    return study
+    return open_study(space, storage, name)
+
+
+def open_study(
+    space: Space, storage: optuna.storages.BaseStorage, name: str, *, worker: int = 0
+) -> QueueStudy:
+    """An existing study as a :class:`QueueStudy` with the space's sampler and pruner.
+
+    The sampler is seeded from ``sampler.seed``, the number of trials already in the study and
+    the worker's index, so a resumed study does not replay its random start-up points and
+    parallel workers do not sample the same ones.
+    """
+    n_trials = len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
+    return QueueStudy(
+        study_name=name,
+        storage=storage,
+        sampler=make_sampler(space, seed_offset=n_trials + 100_003 * worker),
+        pruner=_study_pruner(space),
+    )
 
 
 def load_space(storage: optuna.storages.BaseStorage, study_name: str) -> Space:

@@ -1,28 +1,43 @@
-"""The worker loop: run trials of one study until its budget, a timeout or too many failures."""
+"""The worker loop: claim queued trials of one study until the queue is empty.
+
+- A trial that fails by itself (:class:`TrialFailed`) ends FAIL and the worker goes on; after
+  ``max_failures_in_row`` such failures in a row the worker stops and says why.
+- SIGTERM / SIGINT: the running trial stops at the next batch, is marked FAIL and re-queued with
+  the same parameters, and :func:`run` returns normally (the CLI exits 0). A second SIGINT
+  interrupts at once.
+- Queue empty but trials still running elsewhere: the worker waits, and on each wake-up fails
+  the trials whose worker stopped beating (they are re-queued) -- the reaper path, so a dead
+  worker's trial is recovered even when no new trial starts.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 import optuna
-from optuna.study import MaxTrialsCallback
+from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from search.errors import TrialFailed
+from search.errors import TrialFailed, WorkerStopping
+from search.queue import QueueEmpty, QueueStudy, requeue, slots
 from search.report import trial_line
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from spaces import Space
 
-__all__ = ["FINISHED", "RunResult", "run"]
+__all__ = ["MAX_FAILURES_IN_ROW", "RunResult", "run"]
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 MAX_FAILURES_IN_ROW = 5
+POLL_S = 2.0  # how often an idle worker checks for re-queued or stale trials
 
 
 @dataclass
@@ -30,54 +45,109 @@ class RunResult:
     """What one worker did."""
 
     ran: int
-    stop_reason: str | None = None  # set when the worker gave up before the budget
-
-
-def finished_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    stop_reason: str | None = None  # set when the worker gave up (failures in a row)
+    signalled: str | None = None  # the signal that stopped it, if any
 
 
 def run(
-    study: optuna.Study,
+    study: QueueStudy,
     space: Space,
     objective: Callable[[optuna.Trial], float | tuple[float, ...]],
     *,
-    trials: int,
+    stop: threading.Event,
+    max_trials: int | None = None,
     timeout: float | None = None,
     max_failures_in_row: int = MAX_FAILURES_IN_ROW,
+    heartbeat: bool = False,
     out: TextIO | None = None,
 ) -> RunResult:
-    """Run trials until the study holds ``trials`` finished trials (all workers together).
+    """Claim and run queued trials until the queue is empty (study-wide budget reached).
 
-    A trial that raises :class:`TrialFailed` ends FAIL and the worker goes on; after
-    ``max_failures_in_row`` such failures in a row the worker stops and says why.
+    Args:
+        study: the study, opened as a :class:`QueueStudy`.
+        space: the study's space (for progress lines).
+        objective: called once per trial; it must watch ``stop``.
+        stop: set on SIGTERM / SIGINT (handlers are installed here when on the main thread).
+        max_trials: at most this many trials from this worker.
+        timeout: no new trial starts after this many seconds.
+        max_failures_in_row: stop after this many trials failed in a row.
+        heartbeat: the storage records heartbeats, so an idle worker can wait for trials
+            still running elsewhere and recover those whose worker died.
+        out: where progress lines go (default stdout).
     """
-    out = out or sys.stdout
-    remaining = trials - finished_count(study)
-    if remaining <= 0:
-        print(
-            f"study {study.study_name!r} already has {trials} finished trials; nothing to run "
-            "(raise --trials to run more)",
-            file=out,
-        )
-        return RunResult(ran=0)
-    progress = _Progress(space, trials, max_failures_in_row, out)
-    study.optimize(
-        objective,
-        n_trials=remaining,
-        timeout=timeout,
-        catch=(TrialFailed,),
-        callbacks=[MaxTrialsCallback(trials, states=FINISHED), progress],
-        gc_after_trial=False,  # the objective collects before each build
-    )
-    return RunResult(ran=progress.ran, stop_reason=progress.stop_reason)
+    progress = _Progress(space, max_failures_in_row, out or sys.stdout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    result = RunResult(ran=0)
+    with _signals(stop, study, result):
+        while not stop.is_set() and progress.stop_reason is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            n = None if max_trials is None else max_trials - progress.ran
+            if (left is not None and left <= 0) or (n is not None and n <= 0):
+                break
+            try:
+                study.optimize(
+                    objective,
+                    n_trials=n,
+                    timeout=left,
+                    catch=(TrialFailed,),
+                    callbacks=[progress],
+                    gc_after_trial=False,  # the objective collects before each build
+                )
+            except QueueEmpty:
+                if not _reap_or_wait(study, stop, heartbeat):
+                    break
+            except WorkerStopping as e:
+                lost = next(t for t in study.get_trials(deepcopy=False) if t.number == e.number)
+                requeue(study, lost)
+                progress(study, lost)
+                break
+    result.ran = progress.ran
+    result.stop_reason = progress.stop_reason
+    return result
+
+
+def _reap_or_wait(study: optuna.Study, stop: threading.Event, heartbeat: bool) -> bool:
+    """Queue empty: True if there may be work again (a re-queued trial), False if done."""
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)  # dead workers' trials -> FAIL, re-queued by the storage callback
+    counts = slots(study.get_trials(deepcopy=False))
+    if counts.waiting:
+        return True
+    if counts.running == 0 or not heartbeat:
+        return False  # budget used up (or no heartbeats: a dead worker's trial cannot be told)
+    stop.wait(POLL_S)  # others still train; one of them may die and its trial come back
+    return not stop.is_set()
+
+
+@contextlib.contextmanager
+def _signals(stop: threading.Event, study: optuna.Study, result: RunResult) -> Iterator[None]:
+    """SIGTERM / SIGINT set ``stop`` (and end the optimize loop); a second SIGINT interrupts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        result.signalled = signal.Signals(signum).name
+        stop.set()
+        with contextlib.suppress(RuntimeError):  # not inside optimize: nothing to stop
+            study.stop()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class _Progress:
     """Prints one line per finished trial and enforces the failures-in-a-row limit."""
 
-    def __init__(self, space: Space, total: int, limit: int, out: TextIO) -> None:
-        self.space, self.total, self.limit, self.out = space, total, limit, out
+    def __init__(self, space: Space, limit: int, out: TextIO) -> None:
+        self.space, self.limit, self.out = space, limit, out
         self.start = time.perf_counter()
         self.ran = 0
         self.failures_in_row = 0
@@ -85,10 +155,13 @@ class _Progress:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.ran += 1
-        done = finished_count(study)
+        counts = slots(study.get_trials(deepcopy=False))
         elapsed = time.perf_counter() - self.start
-        print(trial_line(trial, self.space.metrics, done, self.total, elapsed), file=self.out, flush=True)
-        self.failures_in_row = self.failures_in_row + 1 if trial.state == TrialState.FAIL else 0
+        line = trial_line(trial, self.space.metrics, counts.done, counts.used, elapsed)
+        print(line, file=self.out, flush=True)
+        reason = trial.user_attrs.get("fail_reason", "")
+        own_failure = trial.state == TrialState.FAIL and "re-queued" not in reason
+        self.failures_in_row = self.failures_in_row + 1 if own_failure else 0
         if self.failures_in_row >= self.limit:
             reason = trial.user_attrs.get("fail_reason", "see the trial's fail_reason")
             self.stop_reason = f"{self.limit} trials failed in a row (last: {reason})"

@@ -253,14 +253,19 @@ def _pruner(value: Any, objectives: tuple[Objective, ...], err: _Err) -> PrunerS
 
 
 def _budget(value: Any, err: _Err) -> Budget:
-    d = _mapping(value, "budget", err, allowed=("trials", "timeout"))
+    d = _mapping(value, "budget", err, allowed=("trials", "timeout", "trial_timeout"))
     trials = _int(d.get("trials", 20), "budget.trials", err, low=1)
     timeout = d.get("timeout")
     if timeout is not None:
         timeout = _float(timeout, "budget.timeout", err)
         if timeout <= 0:
             raise err("budget.timeout", f"expected seconds > 0, got {timeout:g}")
-    return Budget(trials=trials, timeout=timeout)
+    trial_timeout = d.get("trial_timeout")
+    if trial_timeout is not None:
+        trial_timeout = _float(trial_timeout, "budget.trial_timeout", err)
+        if trial_timeout <= 0:
+            raise err("budget.trial_timeout", f"expected seconds > 0, got {trial_timeout:g}")
+    return Budget(trials=trials, timeout=timeout, trial_timeout=trial_timeout)
 
 
 # ---------------------------------------------------------------- parameters

@@ -47,7 +47,8 @@ class PrunerSpec:
 @dataclass(frozen=True)
 class Budget:
     trials: int
-    timeout: float | None = None
+    timeout: float | None = None  # no new trial starts after this many seconds
+    trial_timeout: float | None = None  # a trial still training after this many seconds fails
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,17 @@
 - PostgreSQL: ``pool_pre_ping`` (survives connections dropped while idle) and a small pool per
   process (many workers must not exhaust ``max_connections``).
 - Journal: Optuna's append-only file storage.
+
+RDB storages get heartbeats: a worker that dies (``kill -9``, a lost machine) stops beating, and
+after the grace period its trial is failed and re-queued with the same parameters by whichever
+worker looks next (see :mod:`search.queue`). Transient database errors are retried in
+:mod:`storage.retry`.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +24,16 @@ import optuna
 import sqlalchemy.exc
 
 from search.errors import StorageError
+from storage.retry import RetryingRDBStorage
 from storage.urls import backend, redact
 
 __all__ = ["open_storage", "sqlite_path"]
 
 SQLITE_LOCK_TIMEOUT_S = 60
+# per process: 1 connection in steady use (+1 for the heartbeat thread); at most 2 + 2
 PG_POOL = {"pool_size": 2, "max_overflow": 2, "pool_recycle": 1800, "pool_pre_ping": True}
+HEARTBEAT_INTERVAL_S = 10
+GRACE_FACTOR = 3  # a trial is stale after 3 missed heartbeats
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -34,13 +44,17 @@ def sqlite_path(url: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
-def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str, *, create: bool = True, heartbeat_interval: int | None = HEARTBEAT_INTERVAL_S
+) -> optuna.storages.BaseStorage:
     """Open the storage at ``url``.
 
     Args:
         url: a resolved storage URL (see :func:`storage.resolve`).
         create: when False, a missing SQLite or journal file is an error instead of being
             created (read-only commands such as ``hpsearch studies`` use this).
+        heartbeat_interval: seconds between a running trial's heartbeats on RDB storages
+            (None: no heartbeats); a trial is stale after ``GRACE_FACTOR`` missed beats.
 
     Raises:
         StorageError: the URL is malformed, the file is missing, or the server cannot be reached.
@@ -49,6 +63,8 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
     try:
         if kind == "journal":
             return _journal(url, create)
+        if kind == "grpc":
+            return _grpc(url)
         engine_kwargs: dict[str, Any]
         if kind == "sqlite":
             path = sqlite_path(url)
@@ -57,7 +73,18 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
             engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
         else:
             engine_kwargs = dict(PG_POOL)
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        heartbeat: dict[str, Any] = {}
+        if heartbeat_interval is not None:
+            from search.queue import requeue
+
+            heartbeat = {
+                "heartbeat_interval": heartbeat_interval,
+                "grace_period": GRACE_FACTOR * heartbeat_interval,
+                "heartbeat_stale_trial_callback": requeue,
+            }
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RetryingRDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StorageError(f"storage {redact(url)}: cannot open: {first}") from e
@@ -81,3 +108,14 @@ def _journal(url: str, create: bool) -> optuna.storages.BaseStorage:
     from optuna.storages.journal import JournalFileBackend
 
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def _grpc(url: str) -> optuna.storages.BaseStorage:
+    """A client of ``hpsearch storage-proxy`` (Optuna's gRPC storage proxy)."""
+    hostport = url.split("://", 1)[1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise StorageError(f"storage {url}: expected grpc://HOST:PORT")
+    from optuna.storages import GrpcStorageProxy
+
+    return GrpcStorageProxy(host=host, port=int(port))

@@ -23,6 +23,7 @@ _BACKENDS = {
     "postgresql+psycopg2": "postgresql",
     "postgres": "postgresql",
     "journal": "journal",
+    "grpc": "grpc",
 }
 
 
@@ -38,7 +39,7 @@ def resolve(cli_url: str | None, environ: Mapping[str, str] | None = None) -> st
 
 
 def backend(url: str) -> str:
-    """``sqlite``, ``postgresql`` or ``journal`` for a storage URL; StorageError otherwise."""
+    """``sqlite``, ``postgresql``, ``journal`` or ``grpc`` for a storage URL; StorageError otherwise."""
     if "://" not in url:
         raise StorageError(
             f"storage {redact(url)!r}: expected a URL such as sqlite:///hpsearch.db, "

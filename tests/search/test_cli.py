@@ -122,7 +122,8 @@ def test_too_many_failures_in_a_row_stop_the_worker(
     url = f"sqlite:///{tmp_path / 'd.db'}"
     assert main(["run", str(space), "--storage", url, "--max-failures", "2"]) == 1
     assert "stopped: 2 trials failed in a row (last: loss became" in capsys.readouterr().err
-    assert [t.state.name for t in _study(url, "doomed").trials] == ["FAIL", "FAIL"]
+    states = [t.state.name for t in _study(url, "doomed").trials]
+    assert states == ["FAIL", "FAIL"] + ["WAITING"] * 8  # the rest of the budget stays queued
 
 
 def test_rejected_space_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -199,16 +200,13 @@ def test_validate_and_spaces(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert capsys.readouterr().err == f"hpsearch: error: {bad}: model.units: low > high (9 > 3)\n"
 
 
-def test_interrupted_run_resumes_from_where_it_stopped(tmp_path: Path, space_file: Path) -> None:
-    """A real `hpsearch` process gets Ctrl-C after its first trial; the rerun continues the study."""
+def test_interrupted_run_requeues_its_trial_and_resumes(tmp_path: Path, space_file: Path) -> None:
+    """A real `hpsearch` process gets Ctrl-C after its first trial; the rerun finishes the budget."""
     url = f"sqlite:///{tmp_path / 'int.db'}"
-    cmd = [sys.executable, "-m", "search.cli", "run", str(space_file), "--storage", url, "--trials", "50"]
+    cmd = [sys.executable, "-m", "search.cli", "run", str(space_file), "--storage", url, "--trials", "4"]
     root = str(Path(__file__).resolve().parents[2])
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-    }
+    pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
     )
@@ -219,16 +217,17 @@ def test_interrupted_run_resumes_from_where_it_stopped(tmp_path: Path, space_fil
             break
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "run the same command to resume" in err
+    assert "SIGINT: the running trial was re-queued" in err
     before = _study(url).trials
-    done = [t for t in before if t.state.name == "COMPLETE"]
-    assert len(done) >= 1
+    assert "RUNNING" not in {t.state.name for t in before}
+    assert [t.state.name for t in before].count("COMPLETE") < 4
 
-    target = len(before) + 1
-    rerun = subprocess.run(
-        [*cmd[:-1], str(target)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
-    )
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     after = _study(url).trials
-    assert len(after) == target
-    assert [t.params for t in after[: len(before)]] == [t.params for t in before]
+    for t in before:  # what finished before the interrupt is kept as it was
+        if t.state.name == "COMPLETE":
+            assert (after[t.number].state.name, after[t.number].params) == ("COMPLETE", t.params)
+    assert [t.state.name for t in after].count("COMPLETE") == 4
+    requeued = {n for t in after for n in t.system_attrs.get("retry_history", [])}
+    assert {t.number for t in after if t.state.name == "FAIL"} <= requeued  # nothing lost

@@ -107,7 +107,7 @@ def test_two_workers_on_one_sqlite_file_decide_from_each_others_curves(spec: str
     # every decision must come from what is in the file, not from one process's memory
     url = f"sqlite:///{tmp_path / 'w.db'}"
     curves = _curves(24, seed=1)
-    stores = [storage.open_storage(url), storage.open_storage(url)]
+    stores = [storage.open_storage(url, heartbeat_interval=None) for _ in range(2)]
     assert _multi(spec, curves, stores) == _single(spec, curves)
 
 

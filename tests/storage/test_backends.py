@@ -11,6 +11,7 @@ import pytest
 import spaces
 import storage
 from search.errors import ConfigError, StorageError
+from search.queue import top_up
 from search.study import create_or_load, load_space
 
 SPACE = "name: roundtrip\ndataset: digits\nmodel: {layers: {type: int, low: 1, high: 2}}\n"
@@ -21,6 +22,7 @@ class TestEveryBackend:
         url = storage.resolve(storage_url, {})
         space = spaces.loads(SPACE, source="test")
         study = create_or_load(space, storage.open_storage(url))
+        top_up(study, 1)
         trial = study.ask()
         space.sample(trial)
         study.tell(trial, [0.9, 1.5])

@@ -1,0 +1,114 @@
+"""The study's trial budget as a queue: exactly N trials, however many workers share it.
+
+``hpsearch run`` queues one blank WAITING trial per budget slot; workers only *claim* queued
+trials (Optuna's atomic WAITING -> RUNNING switch), never create new ones. So 4 workers on a
+budget of 40 finish exactly 40 trials, without a lock and without overshooting at the end.
+
+A trial that fails by itself (NaN, out of memory, impossible config) uses up its slot: that
+configuration was evaluated. A trial lost with its worker (killed, SIGTERM, stale heartbeat) is
+re-queued with the same parameters by Optuna's ``RetryHeartbeatStaleTrialCallback``, so it
+does not use up a slot.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["QueueEmpty", "QueueStudy", "Slots", "requeue", "slots", "top_up"]
+
+
+class QueueEmpty(Exception):
+    """No queued trial is left to claim."""
+
+
+class QueueStudy(optuna.Study):
+    """A study whose ``ask`` claims a queued trial or raises :class:`QueueEmpty`.
+
+    ``Study.ask`` creates a new trial when the queue is empty; two workers doing that at the
+    same moment would overshoot the budget. This override only pops the queue, through the
+    same atomic claim Optuna uses (``_pop_waiting_trial_id``).
+    """
+
+    def ask(self, fixed_distributions: dict[str, Any] | None = None) -> optuna.Trial:
+        if fixed_distributions:
+            raise ValueError("QueueStudy.ask takes no fixed distributions")
+        self._thread_local.cached_all_trials = None
+        trial_id = self._pop_waiting_trial_id()
+        if trial_id is None:
+            raise QueueEmpty
+        return optuna.Trial(self, trial_id)
+
+
+@dataclass(frozen=True)
+class Slots:
+    """Where a study's budget stands."""
+
+    done: int  # COMPLETE, PRUNED, or FAIL by the trial's own fault
+    running: int
+    waiting: int
+    requeued: int  # lost with a worker and queued again
+
+    @property
+    def used(self) -> int:
+        return self.done + self.running + self.waiting
+
+
+def slots(trials: Sequence[FrozenTrial]) -> Slots:
+    """Count a study's trials against its budget."""
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    done = sum(
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and t.number not in retried)
+        for t in trials
+    )
+    return Slots(
+        done=done,
+        running=sum(t.state == TrialState.RUNNING for t in trials),
+        waiting=sum(t.state == TrialState.WAITING for t in trials),
+        requeued=len(retried),
+    )
+
+
+def top_up(study: optuna.Study, budget: int) -> int:
+    """Queue blank trials until the budget is covered; returns how many were queued.
+
+    Call it from one process (the launcher): two concurrent top-ups would both add the same gap.
+    """
+    missing = budget - slots(study.get_trials(deepcopy=False)).used
+    for _ in range(missing):
+        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING))
+    return max(missing, 0)
+
+
+with warnings.catch_warnings():  # "experimental" since Optuna 2.8
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    _retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a lost trial again with the same parameters (at most 3 times per configuration).
+
+    The copy does not inherit the lost run's user attrs (curves, reasons): they describe a run
+    that did not finish.
+    """
+    blank = optuna.trial.FrozenTrial(
+        number=trial.number,
+        state=trial.state,
+        value=None,
+        values=None,
+        datetime_start=trial.datetime_start,
+        datetime_complete=trial.datetime_complete,
+        params=trial.params,
+        distributions=trial.distributions,
+        user_attrs={},
+        system_attrs=trial.system_attrs,
+        intermediate_values={},
+        trial_id=trial._trial_id,
+    )
+    _retry(study, blank)

@@ -1,0 +1,117 @@
+"""The one place where transient database errors are retried.
+
+Transient means the operation may succeed if tried again: a dropped or reset connection, a
+server restart, a deadlock, a serialization failure, SQLite's "database is locked". Everything
+else (bad SQL, integrity errors, Optuna's own errors) is raised at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import optuna
+import sqlalchemy.exc
+
+__all__ = ["RetryingRDBStorage", "is_transient", "with_retry"]
+
+T = TypeVar("T")
+_log = logging.getLogger("hpsearch.storage")
+
+ATTEMPTS = 10  # with the backoff below: up to about 30 s, enough for a server restart
+BASE_DELAY_S = 0.1
+MAX_DELAY_S = 5.0
+
+
+def is_transient(error: BaseException) -> bool:
+    """True if ``error`` (or what caused it) is a database error worth retrying."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def with_retry(
+    call: Callable[..., T],
+    *args: Any,
+    attempts: int = ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+    **kwargs: Any,
+) -> T:
+    """``call(*args, **kwargs)``, retried on transient errors with capped, jittered backoff."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call(*args, **kwargs)
+        except Exception as e:
+            if attempt == attempts or not is_transient(e):
+                raise
+            delay = min(MAX_DELAY_S, BASE_DELAY_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            _log.warning(
+                "transient database error in %s (attempt %d/%d, retrying in %.1fs): %s",
+                getattr(call, "__name__", "call"),
+                attempt,
+                attempts,
+                delay,
+                str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
+            )
+            sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# RDBStorage methods that talk to the database. Where a public method only delegates to a
+# private one (create_new_trial -> _create_new_trial, get_all_trials -> _get_trials), the private
+# one is wrapped: Optuna's cached storage calls those directly.
+_RETRIED = (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "_create_new_trial",
+    "_set_trial_param",
+    "get_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "_get_trials",
+    "_get_best_trial_id",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+)
+
+
+def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return with_retry(method, self, *args, **kwargs)
+
+    return wrapper
+
+
+class RetryingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage whose database calls survive transient errors.
+
+    Still an ``RDBStorage``, so Optuna keeps its cache and heartbeat support for it.
+    """
+
+
+for _name in _RETRIED:
+    setattr(RetryingRDBStorage, _name, _retrying(getattr(optuna.storages.RDBStorage, _name)))

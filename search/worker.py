@@ -96,6 +96,15 @@ def run(
             except QueueEmpty:
                 if not _reap_or_wait(study, stop, heartbeat):
                     break
+            except ValueError as e:
+                # Optuna's "Cannot tell a FAIL trial": another worker judged this trial stale
+                # (its heartbeat was late, e.g. on an overloaded machine), failed and re-queued it.
+                # The copy runs again; this worker goes on.
+                if not str(e).startswith("Cannot tell a"):
+                    raise
+                print(
+                    f"note: {e} -- it was declared stale and re-queued by another worker", file=progress.out
+                )
             except WorkerStopping as e:
                 lost = next(t for t in study.get_trials(deepcopy=False) if t.number == e.number)
                 requeue(study, lost)

@@ -24,7 +24,7 @@ import optuna
 import sqlalchemy.exc
 
 from search.errors import StorageError
-from storage.retry import RetryingRDBStorage
+from storage.retry import RetryingRDBStorage, with_retry
 from storage.urls import backend, redact
 
 __all__ = ["open_storage", "sqlite_path"]
@@ -84,7 +84,16 @@ def open_storage(
             }
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RetryingRDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            # workers starting together on a new database race to create its tables; the loser
+            # sees "already exists" / a unique violation and simply tries again
+            return with_retry(
+                RetryingRDBStorage,
+                url,
+                engine_kwargs=engine_kwargs,
+                also=(sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError),
+                attempts=4,
+                **heartbeat,
+            )
     except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StorageError(f"storage {redact(url)}: cannot open: {first}") from e

@@ -43,15 +43,19 @@ def with_retry(
     call: Callable[..., T],
     *args: Any,
     attempts: int = ATTEMPTS,
+    also: tuple[type[BaseException], ...] = (),
     sleep: Callable[[float], None] = time.sleep,
     **kwargs: Any,
 ) -> T:
-    """``call(*args, **kwargs)``, retried on transient errors with capped, jittered backoff."""
+    """``call(*args, **kwargs)``, retried on transient errors with capped, jittered backoff.
+
+    ``also`` lists further exceptions worth retrying at this call site.
+    """
     for attempt in range(1, attempts + 1):
         try:
             return call(*args, **kwargs)
         except Exception as e:
-            if attempt == attempts or not is_transient(e):
+            if attempt == attempts or not (is_transient(e) or isinstance(e, also)):
                 raise
             delay = min(MAX_DELAY_S, BASE_DELAY_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
             _log.warning(

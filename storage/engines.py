@@ -34,6 +34,7 @@ SQLITE_LOCK_TIMEOUT_S = 60
 PG_POOL = {"pool_size": 2, "max_overflow": 2, "pool_recycle": 1800, "pool_pre_ping": True}
 HEARTBEAT_INTERVAL_S = 10
 GRACE_FACTOR = 3  # a trial is stale after 3 missed heartbeats
+GRPC_CONNECT_TIMEOUT_S = 30
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -127,4 +128,11 @@ def _grpc(url: str) -> optuna.storages.BaseStorage:
         raise StorageError(f"storage {url}: expected grpc://HOST:PORT")
     from optuna.storages import GrpcStorageProxy
 
-    return GrpcStorageProxy(host=host, port=int(port))
+    with warnings.catch_warnings():  # "experimental" since Optuna 4.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = GrpcStorageProxy(host=host, port=int(port))
+    try:
+        proxy.wait_server_ready(timeout=GRPC_CONNECT_TIMEOUT_S)  # a worker may start before its proxy
+    except ConnectionError as e:
+        raise StorageError(f"storage {url}: no gRPC storage proxy answers there") from e
+    return proxy

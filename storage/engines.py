@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
 
 from search.errors import StorageError
@@ -87,7 +88,7 @@ def open_storage(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # workers starting together on a new database race to create its tables; the loser
             # sees "already exists" / a unique violation and simply tries again
-            return with_retry(
+            rdb = with_retry(
                 RetryingRDBStorage,
                 url,
                 engine_kwargs=engine_kwargs,
@@ -95,9 +96,33 @@ def open_storage(
                 attempts=4,
                 **heartbeat,
             )
+        if kind == "sqlite":
+            _serialize_sqlite_transactions(rdb.engine)
+        return rdb
     except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StorageError(f"storage {redact(url)}: cannot open: {first}") from e
+
+
+def _serialize_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
+    """Start every SQLite transaction with ``BEGIN IMMEDIATE``.
+
+    Python's sqlite3 driver begins a transaction only at the first write, so Optuna's
+    read-then-write steps (claiming a WAITING trial: "is it still waiting? then mark it
+    running") are not atomic across processes: two workers could both claim the same trial.
+    Taking the write lock at BEGIN makes each such step atomic; readers in other processes
+    (optuna-dashboard) are not blocked, thanks to WAL.
+    """
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection: sqlalchemy.engine.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners existed are replaced
 
 
 def _prepare_sqlite(path: Path, create: bool) -> None:

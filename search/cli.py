@@ -160,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         code = launch(study.study_name, url, args)
     else:
-        code = _work(study, space, dataset, store, url, args, index=0)
+        code = _work(study, space, dataset, store, url, args)
     from search.report import front_table
 
     print()
@@ -182,7 +182,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         f"in {storage.redact(url)} | {dataset.name}: {len(dataset.y_train)} train images",
         flush=True,
     )
-    return _work(study, space, dataset, store, url, args, index=index, as_worker=True)
+    return _work(study, space, dataset, store, url, args, as_worker=True)
 
 
 def _work(
@@ -193,7 +193,6 @@ def _work(
     url: str,
     args: argparse.Namespace,
     *,
-    index: int,
     as_worker: bool = False,
 ) -> int:
     """Run this process's share of the study; the exit code."""

@@ -11,10 +11,14 @@ import signal
 import socket
 import subprocess
 import sys
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -82,14 +86,14 @@ def _running_with_params(url: str) -> bool:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_four_workers_finish_exactly_the_budget(
+def test_four_workers_finish_exactly_the_budget_while_the_dashboard_reads(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = _url(backend, tmp_path, request)
+    url = storage.resolve(_url(backend, tmp_path, request), {})
+    storage.open_storage(url)  # the database exists before the dashboard opens it
     space = tmp_path / "many.yaml"
     space.write_text(TINY)
-    reads = _Reader(url)  # a dashboard-like reader polling the study the whole time
-    with reads:
+    with _Dashboard(url) as dashboard:  # the real optuna-dashboard, polled over HTTP throughout
         code = main(["run", str(space), "--storage", url, "--trials", "40", "--workers", "4"])
     out, err = capsys.readouterr()
     assert code == 0, out + err
@@ -97,37 +101,60 @@ def test_four_workers_finish_exactly_the_budget(
     assert _states(trials) == {"COMPLETE": 40}
     assert sorted(t.number for t in trials) == list(range(40))
     assert {f"[w{i}]" for i in range(4)} <= {line.split(" ")[0] for line in out.splitlines()}
-    assert reads.count > 0 and reads.errors == []
-    assert "database is locked" not in out
+    assert dashboard.reads > 0 and dashboard.errors == []
+    assert "locked" not in out + err + dashboard.log()
 
 
-class _Reader:
-    """Reads the study over and over from another connection while the workers write."""
+class _Dashboard:
+    """optuna-dashboard on the study's storage, read over HTTP in a loop while workers write."""
 
     def __init__(self, url: str) -> None:
-        self.url, self.count, self.errors = url, 0, []  # type: ignore[var-annotated]
+        self.port = _free_port()
+        exe = Path(sys.executable).parent / "optuna-dashboard"
+        self.proc = subprocess.Popen(
+            [str(exe), url, "--port", str(self.port), "--host", "127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.reads, self.errors = 0, []  # type: ignore[var-annotated]
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
+        self._output = ""
+
+    def _get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as response:
+            return json.loads(response.read())
 
     def _loop(self) -> None:
-        store = storage.open_storage(storage.resolve(self.url, {}), heartbeat_interval=None)
         while not self.done.is_set():
             try:
-                optuna.load_study(study_name="many", storage=store).get_trials()
-                self.count += 1
-            except KeyError:
-                pass  # not created yet
-            except Exception as e:
-                self.errors.append(repr(e))
+                for study in self._get("/api/studies")["studies"]:
+                    self._get(f"/api/studies/{study['study_id']}")
+                self.reads += 1
+            except urllib.error.HTTPError as e:
+                self.errors.append(f"HTTP {e.code}")
             self.done.wait(0.05)
 
-    def __enter__(self) -> _Reader:
+    def __enter__(self) -> _Dashboard:
+        _wait_for(lambda: _answers(self.port), seconds=60)
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.done.set()
         self.thread.join()
+        self.proc.terminate()
+        self._output = self.proc.communicate(timeout=30)[0]
+
+    def log(self) -> str:
+        return self._output
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5):
+            return True
+    except (urllib.error.URLError, ConnectionError):
+        return False
 
 
 def test_killed_worker_trial_is_failed_requeued_and_finished(

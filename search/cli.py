@@ -17,7 +17,7 @@ import optuna
 
 import spaces
 import storage
-from search.errors import HPSearchError
+from search.errors import ConfigError, HPSearchError
 
 if TYPE_CHECKING:
     from search.data import Dataset
@@ -34,6 +34,12 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return int(text)
 
 
 def _positive_float(text: str) -> float:
@@ -54,7 +60,7 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--heartbeat",
         type=_positive_int,
-        default=int(os.environ.get("HPSEARCH_HEARTBEAT", "10")),
+        default=None,
         help="seconds between heartbeats of a running trial; a trial is stale after 3 missed "
         "(default: $HPSEARCH_HEARTBEAT or 10)",
     )
@@ -86,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--study", required=True, help="study name")
     w.add_argument("--storage", help=url_help)
     w.add_argument("--max-trials", type=_positive_int, help="at most N trials from this worker")
-    w.add_argument("--index", type=int, help="worker index, for seeding (default: the process id)")
+    w.add_argument(
+        "--index", type=_non_negative_int, help="worker index, for seeding (default: the process id)"
+    )
     w.add_argument("--data-dir", help="directory with dataset files (default: $HPSEARCH_DATA_DIR)")
     _worker_options(w)
     w.set_defaults(func=cmd_worker)
@@ -129,6 +137,12 @@ def _load_data(space: spaces.Space, data_dir: str | None) -> Dataset:
 
 
 def _open(url: str, args: argparse.Namespace, *, create: bool = True) -> optuna.storages.BaseStorage:
+    if args.heartbeat is None:
+        text = os.environ.get("HPSEARCH_HEARTBEAT", "10")
+        try:
+            args.heartbeat = _positive_int(text)
+        except argparse.ArgumentTypeError as e:
+            raise ConfigError(f"HPSEARCH_HEARTBEAT: {e}") from None
     return storage.open_storage(url, create=create, heartbeat_interval=args.heartbeat)
 
 
@@ -215,10 +229,8 @@ def _work(
         heartbeat=args.heartbeat is not None and storage.backend(url) in ("sqlite", "postgresql"),
     )
     if result.signalled:
-        print(
-            f"{result.signalled}: the running trial was re-queued; the study resumes where it stopped",
-            file=sys.stderr,
-        )
+        handed_back = "" if result.requeued is None else f"trial {result.requeued} was re-queued; "
+        print(f"{result.signalled}: {handed_back}the study resumes where it stopped", file=sys.stderr)
         return 0 if as_worker else 130
     if result.stop_reason:
         print(f"hpsearch: stopped: {result.stop_reason}", file=sys.stderr)
@@ -295,6 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"hpsearch: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("\nhpsearch: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled  # public in docs, not re-exported
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["QueueEmpty", "QueueStudy", "Slots", "requeue", "slots", "top_up"]
@@ -42,6 +43,10 @@ class QueueStudy(optuna.Study):
         trial_id = self._pop_waiting_trial_id()
         if trial_id is None:
             raise QueueEmpty
+        if is_heartbeat_enabled(self._storage):
+            # beat at once: a worker that dies before Optuna's heartbeat thread starts must
+            # still leave a trial that goes stale (one without any beat never does)
+            self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
         return optuna.Trial(self, trial_id)
 
 
@@ -89,10 +94,14 @@ def top_up(study: optuna.Study, budget: int) -> int:
 with warnings.catch_warnings():  # "experimental" since Optuna 2.8
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     _retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+    _retry_always = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue a lost trial again with the same parameters (at most 3 times per configuration).
+def requeue(study: optuna.Study, trial: FrozenTrial, *, limited: bool = True) -> None:
+    """Queue a lost trial again with the same parameters.
+
+    ``limited``: at most 3 times per configuration (a configuration that keeps killing its
+    worker is not retried forever); a worker stopped on purpose hands its trial back always.
 
     The copy does not inherit the lost run's user attrs (curves, reasons): they describe a run
     that did not finish.
@@ -111,4 +120,4 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
         intermediate_values={},
         trial_id=trial._trial_id,
     )
-    _retry(study, blank)
+    (_retry if limited else _retry_always)(study, blank)

@@ -31,7 +31,7 @@ def make_sampler(space: Space, *, seed_offset: int = 0) -> optuna.samplers.BaseS
     replaying the random start-up points it already tried.
     """
     spec: SamplerSpec = space.sampler
-    seed = spec.seed + seed_offset
+    seed = (spec.seed + seed_offset) % 2**32  # numpy's seed range
     opts: dict[str, Any] = dict(spec.options)
     if spec.type == "tpe":
         return optuna.samplers.TPESampler(seed=seed, **opts)

@@ -47,6 +47,7 @@ class RunResult:
     ran: int
     stop_reason: str | None = None  # set when the worker gave up (failures in a row)
     signalled: str | None = None  # the signal that stopped it, if any
+    requeued: int | None = None  # the trial it handed back when stopped mid-trial
 
 
 def run(
@@ -96,18 +97,18 @@ def run(
             except QueueEmpty:
                 if not _reap_or_wait(study, stop, heartbeat):
                     break
-            except ValueError as e:
-                # Optuna's "Cannot tell a FAIL trial": another worker judged this trial stale
-                # (its heartbeat was late, e.g. on an overloaded machine), failed and re-queued it.
-                # The copy runs again; this worker goes on.
-                if not str(e).startswith("Cannot tell a"):
+            except (ValueError, AssertionError) as e:
+                # Optuna's "Cannot tell a FAIL trial" (or the assertion it ends in): another worker
+                # judged this trial stale (its heartbeat was late, e.g. on an overloaded machine),
+                # failed and re-queued it. The copy runs again; this worker goes on.
+                told = e if isinstance(e, ValueError) else e.__context__
+                if not (isinstance(told, ValueError) and str(told).startswith("Cannot tell a")):
                     raise
-                print(
-                    f"note: {e} -- it was declared stale and re-queued by another worker", file=progress.out
-                )
+                print(f"note: {told} -- another worker declared it stale and re-queued it", file=progress.out)
             except WorkerStopping as e:
                 lost = next(t for t in study.get_trials(deepcopy=False) if t.number == e.number)
-                requeue(study, lost)
+                requeue(study, lost, limited=False)
+                result.requeued = lost.number
                 progress(study, lost)
                 break
     result.ran = progress.ran

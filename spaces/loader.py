@@ -104,13 +104,21 @@ def loads(text: str, *, source: str = "<space>") -> Space:
     if not isinstance(description, str):
         raise err("description", f"expected text, got {description!r}")
     seed = _int(doc.get("seed", 0), "seed", err, low=0)
+    if seed >= 2**32:
+        raise err("seed", f"expected an integer below 2**32, got {seed}")
     model = _mapping(doc.get("model", {}), "model", err)
     family = model.get("family", "mlp")
     if family not in schema.FAMILIES:
         raise err("model.family", f"expected one of {', '.join(schema.FAMILIES)}, got {family!r}")
     objectives = _objectives(doc.get("objectives"), err)
     params = _params(doc, family, err)
-    fingerprint = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    dataset = _dataset(doc.get("dataset"), err)
+    sampler = _sampler(doc.get("sampler", {}), seed, len(objectives), err)
+    pruner = _pruner(doc.get("pruner", {}), objectives, err)
+    budget = _budget(doc.get("budget", {}), err)
+    # what the trials mean: not the description, not how many of them to run
+    meaning = {k: v for k, v in doc.items() if k not in ("description", "budget")}
+    fingerprint = hashlib.sha256(json.dumps(meaning, sort_keys=True, default=str).encode()).hexdigest()[:16]
     space = Space(
         name=name,
         description=description.strip(),
@@ -119,18 +127,35 @@ def loads(text: str, *, source: str = "<space>") -> Space:
         fingerprint=fingerprint,
         seed=seed,
         family=family,
-        dataset=_dataset(doc.get("dataset"), err),
+        dataset=dataset,
         objectives=objectives,
-        sampler=_sampler(doc.get("sampler", {}), seed, len(objectives), err),
-        pruner=_pruner(doc.get("pruner", {}), objectives, err),
-        budget=_budget(doc.get("budget", {}), err),
+        sampler=sampler,
+        pruner=pruner,
+        budget=budget,
         params=params,
     )
     if space.sampler.type == "grid":
         for p in params:
             if isinstance(p.domain, FloatRange) and p.domain.step is None:
                 raise err(p.field, "the grid sampler needs a step for every float range")
+    _check_buildable(space, err)
     return space
+
+
+def _check_buildable(space: Space, err: _Err) -> None:
+    """Build the sampler and pruner once, so that options Optuna rejects fail here, not mid-run."""
+    from search.study import make_pruner, make_sampler  # the one place that maps names to Optuna
+
+    for section, build in (
+        ("pruner", lambda: make_pruner(space.pruner)),
+        ("sampler", lambda: make_sampler(space)),
+    ):
+        try:
+            build()
+        except (TypeError, ValueError) as e:
+            raise err(
+                section, f"{space.pruner.type if section == 'pruner' else space.sampler.type}: {e}"
+            ) from e
 
 
 # ---------------------------------------------------------------- sections
@@ -397,6 +422,10 @@ def _domain(value: Any, f: schema.Field, field: str, err: _Err) -> tuple[Domain,
             raise err(f"{field}.step", f"expected a step > 0, got {fstep:g}")
         if log and fstep is not None:
             raise err(f"{field}.step", "log=true cannot have a step")
+        if fstep is not None:
+            count = (high - low) / fstep
+            if abs(count - round(count)) > 1e-9 * max(1.0, count):
+                raise err(f"{field}.step", f"high - low = {high - low:g} is not a multiple of step {fstep:g}")
     if low > high:
         raise err(field, f"low > high ({low:g} > {high:g})")
     if log and low <= 0:

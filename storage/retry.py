@@ -89,7 +89,6 @@ _RETRIED = (
     "_create_new_trial",
     "_set_trial_param",
     "get_trial_param",
-    "set_trial_state_values",
     "set_trial_intermediate_value",
     "set_trial_user_attr",
     "set_trial_system_attr",
@@ -119,3 +118,32 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
 
 for _name in _RETRIED:
     setattr(RetryingRDBStorage, _name, _retrying(getattr(optuna.storages.RDBStorage, _name)))
+
+
+def _set_trial_state_values(
+    self: optuna.storages.RDBStorage,
+    trial_id: int,
+    state: optuna.trial.TrialState,
+    values: Any = None,
+) -> bool:
+    """Finishing a trial, retried without doing it twice.
+
+    If the connection drops after the commit but before the reply, a blind retry would find
+    the trial finished and raise. So a retry first reads the trial back: already in the
+    requested finished state with the same values means the first attempt succeeded.
+    """
+    attempted = False
+
+    def attempt() -> bool:
+        nonlocal attempted
+        if attempted and state.is_finished():
+            now = optuna.storages.RDBStorage.get_trial(self, trial_id)
+            if now.state == state and (values is None or list(now.values or []) == list(values)):
+                return True
+        attempted = True
+        return bool(optuna.storages.RDBStorage.set_trial_state_values(self, trial_id, state, values))
+
+    return with_retry(attempt)
+
+
+RetryingRDBStorage.set_trial_state_values = _set_trial_state_values  # type: ignore[method-assign]

@@ -9,6 +9,9 @@ import os
 import re
 from collections.abc import Mapping
 
+import sqlalchemy.engine
+import sqlalchemy.exc
+
 from search.errors import StorageError
 
 __all__ = ["DEFAULT_URL", "ENV_VAR", "backend", "redact", "resolve"]
@@ -20,7 +23,6 @@ _BACKENDS = {
     "sqlite": "sqlite",
     "postgresql": "postgresql",
     "postgresql+psycopg": "postgresql",
-    "postgresql+psycopg2": "postgresql",
     "postgres": "postgresql",
     "journal": "journal",
     "grpc": "grpc",
@@ -56,4 +58,9 @@ def backend(url: str) -> str:
 
 def redact(url: str) -> str:
     """The URL with any password replaced by ``***``, safe to print."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    if url.split("://", 1)[0].lower().startswith("postgres"):
+        try:
+            return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+        except sqlalchemy.exc.ArgumentError:
+            pass
+    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)

@@ -88,6 +88,8 @@ def test_early_stopping_reports_the_restored_best_epoch() -> None:
     losses = attrs["curves"]["val_loss"]
     assert attrs["val_loss"] == min(losses)
     best = losses.index(min(losses))
+    # lr 0.05 on 300 samples overfits within a few epochs, so the best epoch is not the last one
+    assert best < len(losses) - 1
     assert attrs["val_accuracy"] == attrs["curves"]["val_accuracy"][best]
     assert attrs["epochs_run"] == len(losses) <= 12
 

@@ -66,6 +66,9 @@ def test_every_queued_trial_is_claimed_exactly_once(url: str) -> None:
     assert [p.returncode for p in procs] == [0] * 4, errors  # a double claim fails its `tell`
     trials = optuna.load_study(study_name="q", storage=store).get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 60
-    assert len({t.user_attrs["worker"] for t in trials}) > 1  # the work really was shared
+    # the work really was shared: one process taking all 60 trials while three others start and
+    # find the queue empty would need each of them to take over a second to start, which the
+    # test never sees (they start in well under one)
+    assert len({t.user_attrs["worker"] for t in trials}) > 1
     assert slots(trials).done == 60
     assert top_up(study, 60) == 0  # the budget is covered: nothing more is queued

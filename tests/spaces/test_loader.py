@@ -81,6 +81,18 @@ INVALID = [
         r"model\.dropout: the grid sampler needs a step",
     ),
     ("model: [1, 2]\n", r"model: expected a mapping, got list"),
+    ("pruner: {type: threshold}\n", r"pruner: threshold: .*lower.*upper"),
+    (
+        "pruner: {type: successive_halving, reduction_factor: 1}\n",
+        r"pruner: successive_halving: .*reduction_factor",
+    ),
+    ("sampler: {type: nsga2, population_size: 1}\n", r"sampler: nsga2: .*population_size"),
+    ("seed: 5000000000\n", r"seed: expected an integer below 2\*\*32"),
+    (
+        "model: {dropout: {type: float, low: 0, high: 0.9, step: 0.6}}\n",
+        r"model\.dropout\.step: high - low = 0\.9",
+    ),
+    ("budget: {trials: 5, 1: 2}\n", r"budget: keys must be text"),
     ("model: {units: 32\n", r"line \d+: invalid YAML"),
     (
         "extra: !!python/object/apply:os.system [echo hi]\n",

@@ -49,6 +49,7 @@ def test_bad_urls_are_rejected(url: str, match: str) -> None:
 def test_passwords_are_never_shown() -> None:
     assert storage.redact("postgresql://user:s3cret@db:5432/x") == "postgresql://user:***@db:5432/x"
     assert storage.redact("postgresql://user@db/x") == "postgresql://user@db/x"
+    assert "ab/cd" not in storage.redact("postgresql+psycopg://hp:ab/cd+ef@db/hp")  # '/' in a password
     with pytest.raises(StorageError) as info:
         storage.resolve("mysql://root:s3cret@h/db", {})
     assert "s3cret" not in str(info.value)

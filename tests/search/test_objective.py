@@ -116,3 +116,14 @@ def test_impossible_configuration_is_a_trial_failure(monkeypatch: pytest.MonkeyP
     assert (
         study.trials[0].user_attrs["fail_reason"] == "impossible configuration: kernel larger than the image"
     )
+
+
+def test_trial_over_its_time_limit_fails_with_the_reason() -> None:
+    # the first batch alone (tracing included) takes far longer than 10 ms
+    text = TINY.replace("epochs: 2", "epochs: 50") + "budget: {trial_timeout: 0.01}\n"
+    objective, study = _objective(text)
+    study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == "still training after budget.trial_timeout = 0.01 s"
+    assert trial.user_attrs["epochs_run"] < 50

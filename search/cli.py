@@ -52,7 +52,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _device_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (default), cpu, gpu, or gpu:N (index or UUID)")
+    p.add_argument("--per-gpu", type=_positive_int, default=1, help="workers sharing each GPU (default 1)")
+
+
 def _worker_options(p: argparse.ArgumentParser) -> None:
+    _device_options(p)
     p.add_argument("--timeout", type=_positive_float, help="start no new trial after S seconds")
     p.add_argument(
         "--max-failures", type=_positive_int, default=5, help="stop after N failed trials in a row"
@@ -118,6 +124,11 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check space files without running anything")
     v.add_argument("space", nargs="+", metavar="SPACE", help="space YAML files or preset names")
     v.set_defaults(func=cmd_validate)
+
+    d = sub.add_parser("devices", help="the GPUs found and where K workers would run")
+    d.add_argument("--workers", type=_positive_int, default=1, help="plan for K workers")
+    _device_options(d)
+    d.set_defaults(func=cmd_devices)
 
     sp = sub.add_parser("spaces", help="list the bundled presets")
     sp.set_defaults(func=cmd_spaces)
@@ -210,14 +221,22 @@ def _work(
     as_worker: bool = False,
 ) -> int:
     """Run this process's share of the study; the exit code."""
+    from search import devices
     from search.native import quiet_native_stderr
     from search.worker import run
 
+    gpus, why = devices.discover()
+    held = devices.claim(
+        gpus, devices.Policy(args.device, args.per_gpu), start=getattr(args, "index", None) or 0
+    )
+    devices.apply(held.placement)  # before TensorFlow is imported
+    print(f"device: {held.placement.describe() if gpus else 'CPU (' + why + ')'}", flush=True)
     stop = threading.Event()
     with quiet_native_stderr(enabled=not args.debug):
         from search.objective import Objective
 
-        objective = Objective(space, dataset, storage=store, stop=stop)
+        devices.configure_tf(held.placement)
+        objective = Objective(space, dataset, storage=store, stop=stop, placement=held.placement)
     result = run(
         study,
         space,
@@ -235,6 +254,26 @@ def _work(
     if result.stop_reason:
         print(f"hpsearch: stopped: {result.stop_reason}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from search import devices
+
+    policy = devices.Policy(args.device, args.per_gpu)
+    gpus, why = devices.discover()
+    if not gpus:
+        print(f"no GPU: {why}; every worker trains on the CPU")
+    for g in gpus:
+        state = "busy" if devices.busy(g, policy) else "free"
+        print(
+            f"GPU {g.index}  {g.name}  {g.uuid}  {g.memory_used_mib}/{g.memory_total_mib} MiB used  "
+            f"{g.utilization}% util  {state}"
+        )
+    for i in range(args.workers):  # what `run --workers K` does: worker i claims from slot i on
+        placement = devices.plan(i, gpus, policy)
+        cap = placement.memory_limit_mib
+        print(f"worker {i}: {placement.describe()}" + (f", memory cap {cap} MiB" if cap else ""))
     return 0
 
 

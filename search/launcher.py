@@ -24,7 +24,7 @@ def _command(study: str, index: int, args: argparse.Namespace) -> list[str]:
     if args.debug:
         cmd.append("--debug")
     cmd += ["worker", "--study", study, "--index", str(index), "--heartbeat", str(args.heartbeat)]
-    cmd += ["--max-failures", str(args.max_failures)]
+    cmd += ["--max-failures", str(args.max_failures), "--device", args.device, "--per-gpu", str(args.per_gpu)]
     if args.timeout:
         cmd += ["--timeout", str(args.timeout)]
     if args.data_dir:

@@ -12,6 +12,7 @@ import numpy as np
 import optuna
 
 from search.callbacks import CurveRecorder, NanGuard, StopWhen
+from search.devices import Placement, as_dict
 from search.errors import TrialFailed, WorkerStopping
 from search.models import build, count_flops
 from search.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
@@ -49,6 +50,7 @@ class Objective:
         storage: optuna.storages.BaseStorage | None = None,
         device: str | None = None,
         stop: threading.Event | None = None,
+        placement: Placement | None = None,
     ) -> None:
         """
         Args:
@@ -59,10 +61,13 @@ class Objective:
             device: how to describe the device in the trial's attrs (default: detected).
             stop: set by the worker on SIGTERM / SIGINT; the running trial stops at the next
                 batch and raises :class:`WorkerStopping` so the worker can re-queue it.
+            placement: the GPU (or CPU) this worker was given (see :mod:`search.devices`).
         """
         self.space = space
         self.data = dataset
-        self.device = device or describe_device()
+        self.placement = placement
+        self.device = device or (placement.describe() if placement else describe_device())
+        self.on_gpu = placement is not None and placement.gpu is not None
         self.prune = space.pruner.type != "none"
         self.stop = stop or threading.Event()
         # multi-objective pruning: this worker's pruner instance and where the curves live
@@ -83,6 +88,11 @@ class Objective:
         keras.utils.set_random_seed(self.space.seed + trial.number)
         trial.set_user_attr("params", _jsonable(params))
         trial.set_user_attr("device", self.device)
+        if self.placement is not None:
+            trial.set_user_attr("device_info", as_dict(self.placement))
+        mixed = bool(params["mixed_precision"]) and self.on_gpu
+        keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+        trial.set_user_attr("precision", "mixed_float16" if mixed else "float32")
         try:
             model = build(
                 params,

@@ -110,6 +110,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "epochs": Field("int", 10, low=1, high=100_000),
         "patience": Field("int", 0, low=0, high=100_000),
         "normalize": Field("bool", True),
+        "mixed_precision": Field("bool", False),  # float16 compute on a GPU; float32 on the CPU
     },
 }
 

@@ -190,3 +190,20 @@ def test_trials_record_the_device_they_were_placed_on(
         "kind": "gpu", "index": 0, "uuid": "GPU-00000000-fake", "name": "NVIDIA H100 80GB HBM3", "slot": 0,
     }  # fmt: skip
     assert trial.user_attrs["precision"] == "float32"
+
+
+def test_run_with_workers_spreads_them_over_the_gpus(
+    fake_smi: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(fake_smi, _gpu_line(0), _gpu_line(1))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    space = tmp_path / "s.yaml"
+    space.write_text(
+        "name: d\ndataset: {name: digits, limit: 60}\nbudget: {trials: 6}\ntraining: {epochs: 1}\n"
+    )
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    assert main(["run", str(space), "--storage", url, "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "[w0] device: GPU 0 " in out and "[w1] device: GPU 1 " in out
+    trials = optuna.load_study(study_name="d", storage=url).trials
+    assert {t.user_attrs["device_info"]["uuid"] for t in trials} <= {"GPU-00000000-fake", "GPU-00000001-fake"}

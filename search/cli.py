@@ -125,6 +125,21 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("space", nargs="+", metavar="SPACE", help="space YAML files or preset names")
     v.set_defaults(func=cmd_validate)
 
+    c = sub.add_parser("create", help="create or resume a study and queue its budget; run nothing")
+    c.add_argument("space", metavar="SPACE", help="a space YAML file or a preset name")
+    c.add_argument("--study", help="study name (default: the space's name)")
+    c.add_argument("--storage", help=url_help)
+    c.add_argument(
+        "--trials", type=_positive_int, help="trials the study should hold (default: budget.trials)"
+    )
+    c.set_defaults(func=cmd_create)
+
+    db = sub.add_parser("dashboard", help="optuna-dashboard on a storage (no authentication: keep it local)")
+    db.add_argument("--storage", help=url_help)
+    db.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    db.add_argument("--port", type=_positive_int, default=8080, help="port (default: 8080)")
+    db.set_defaults(func=cmd_dashboard)
+
     d = sub.add_parser("devices", help="the GPUs found and where K workers would run")
     d.add_argument("--workers", type=_positive_int, default=1, help="plan for K workers")
     _device_options(d)
@@ -191,6 +206,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     print()
     print(front_table(study, space.metrics))
     return code
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from search.queue import slots, top_up
+    from search.study import create_or_load
+
+    space = spaces.load(args.space)
+    url = storage.resolve(args.storage)
+    study = create_or_load(space, storage.open_storage(url, heartbeat_interval=None), study_name=args.study)
+    queued = top_up(study, args.trials or space.budget.trials)
+    counts = slots(study.get_trials(deepcopy=False))
+    print(
+        f"study {study.study_name!r} in {storage.redact(url)}: {counts.done} done, {counts.running} running, "
+        f"{counts.waiting} queued ({queued} added); workers: hpsearch worker --study {study.study_name}"
+    )
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import optuna_dashboard
+
+    url = storage.resolve(args.storage)
+    store = storage.open_storage(url, create=False, heartbeat_interval=None)
+    print(f"optuna-dashboard for {storage.redact(url)} at http://{args.host}:{args.port}", flush=True)
+    optuna_dashboard.run_server(store, host=args.host, port=args.port)
+    return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -9,6 +9,15 @@ Example:
 from __future__ import annotations
 
 from storage.engines import open_storage, sqlite_path
-from storage.urls import DEFAULT_URL, ENV_VAR, backend, redact, resolve
+from storage.urls import DEFAULT_URL, ENV_VAR, PASSWORD_FILE_VAR, backend, redact, resolve
 
-__all__ = ["DEFAULT_URL", "ENV_VAR", "backend", "open_storage", "redact", "resolve", "sqlite_path"]
+__all__ = [
+    "DEFAULT_URL",
+    "ENV_VAR",
+    "PASSWORD_FILE_VAR",
+    "backend",
+    "open_storage",
+    "redact",
+    "resolve",
+    "sqlite_path",
+]

@@ -17,6 +17,7 @@ from search.errors import StorageError
 __all__ = ["DEFAULT_URL", "ENV_VAR", "backend", "redact", "resolve"]
 
 ENV_VAR = "HPSEARCH_STORAGE"
+PASSWORD_FILE_VAR = "HPSEARCH_DB_PASSWORD_FILE"  # e.g. a compose secret: /run/secrets/pg_password
 DEFAULT_URL = "sqlite:///hpsearch.db"  # relative: a file in the working directory
 
 _BACKENDS = {
@@ -37,7 +38,22 @@ def resolve(cli_url: str | None, environ: Mapping[str, str] | None = None) -> st
     scheme = url.split("://", 1)[0]
     if kind == "postgresql" and scheme in ("postgresql", "postgres"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if kind == "postgresql" and env.get(PASSWORD_FILE_VAR):
+        url = _with_password_file(url, env[PASSWORD_FILE_VAR])
     return url
+
+
+def _with_password_file(url: str, path: str) -> str:
+    """The URL with the password read from ``path`` (kept out of URLs, commands and images)."""
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.password:
+        return url
+    try:
+        with open(path, encoding="utf-8") as f:
+            password = f.read().strip()
+    except OSError as e:
+        raise StorageError(f"{PASSWORD_FILE_VAR}={path}: cannot read: {e.strerror}") from None
+    return parsed.set(password=password).render_as_string(hide_password=False)
 
 
 def backend(url: str) -> str:

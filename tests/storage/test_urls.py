@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import storage
@@ -53,3 +55,14 @@ def test_passwords_are_never_shown() -> None:
     with pytest.raises(StorageError) as info:
         storage.resolve("mysql://root:s3cret@h/db", {})
     assert "s3cret" not in str(info.value)
+
+
+def test_password_comes_from_a_file_and_is_not_printed(tmp_path: Path) -> None:
+    secret = tmp_path / "pg_password"
+    secret.write_text("s3cret/+x\n")
+    env = {storage.ENV_VAR: "postgresql://hp@db:5432/hp", storage.PASSWORD_FILE_VAR: str(secret)}
+    url = storage.resolve(None, env)
+    assert url.startswith("postgresql+psycopg://hp:") and url.endswith("@db:5432/hp")
+    assert "s3cret" not in storage.redact(url)
+    with pytest.raises(StorageError, match=r"HPSEARCH_DB_PASSWORD_FILE=/nope: cannot read"):
+        storage.resolve(None, {**env, storage.PASSWORD_FILE_VAR: "/nope"})

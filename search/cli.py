@@ -57,6 +57,12 @@ def _device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-gpu", type=_positive_int, default=1, help="workers sharing each GPU (default 1)")
 
 
+def _server_options(p: argparse.ArgumentParser, url_help: str, *, port: int) -> None:
+    p.add_argument("--storage", help=url_help)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=_positive_int, default=port, help=f"port (default: {port})")
+
+
 def _worker_options(p: argparse.ArgumentParser) -> None:
     _device_options(p)
     p.add_argument("--timeout", type=_positive_float, help="start no new trial after S seconds")
@@ -106,9 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_worker)
 
     g = sub.add_parser("storage-proxy", help="serve a storage to many workers over gRPC")
-    g.add_argument("--storage", help=url_help)
-    g.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    g.add_argument("--port", type=_positive_int, default=13000, help="port (default: 13000)")
+    _server_options(g, url_help, port=13000)
     g.set_defaults(func=cmd_storage_proxy)
 
     s = sub.add_parser("studies", help="list the studies in a storage")
@@ -135,9 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_create)
 
     db = sub.add_parser("dashboard", help="optuna-dashboard on a storage (no authentication: keep it local)")
-    db.add_argument("--storage", help=url_help)
-    db.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    db.add_argument("--port", type=_positive_int, default=8080, help="port (default: 8080)")
+    _server_options(db, url_help, port=8080)
     db.set_defaults(func=cmd_dashboard)
 
     d = sub.add_parser("devices", help="the GPUs found and where K workers would run")

@@ -19,6 +19,7 @@ fails (the optuna#5260 family), so the samplers must not see them.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Container, Sequence
 from typing import Any, Protocol
@@ -118,21 +119,9 @@ class PruningCallback(keras.callbacks.Callback):
 
 
 def _with_curve(trial: FrozenTrial) -> FrozenTrial:
+    view = copy.copy(trial)  # shallow: only the intermediate values change
     curve = trial.user_attrs.get(CURVE_ATTR) or {}
-    view = FrozenTrial(
-        number=trial.number,
-        state=trial.state,
-        value=None,
-        values=None,
-        datetime_start=trial.datetime_start,
-        datetime_complete=trial.datetime_complete,
-        params=trial.params,
-        distributions=trial.distributions,
-        user_attrs=trial.user_attrs,
-        system_attrs=trial.system_attrs,
-        intermediate_values={int(step): float(v) for step, v in curve.items()},
-        trial_id=trial._trial_id,
-    )
+    view.intermediate_values = {int(step): float(v) for step, v in curve.items()}
     return view
 
 

@@ -12,6 +12,7 @@ does not use up a slot.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,18 +107,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, limited: bool = True) ->
     The copy does not inherit the lost run's user attrs (curves, reasons): they describe a run
     that did not finish.
     """
-    blank = optuna.trial.FrozenTrial(
-        number=trial.number,
-        state=trial.state,
-        value=None,
-        values=None,
-        datetime_start=trial.datetime_start,
-        datetime_complete=trial.datetime_complete,
-        params=trial.params,
-        distributions=trial.distributions,
-        user_attrs={},
-        system_attrs=trial.system_attrs,
-        intermediate_values={},
-        trial_id=trial._trial_id,
-    )
+    blank = copy.copy(trial)
+    blank.user_attrs = {}
+    blank.intermediate_values = {}
     (_retry if limited else _retry_always)(study, blank)

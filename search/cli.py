@@ -76,6 +76,16 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
         help="seconds between heartbeats of a running trial; a trial is stale after 3 missed "
         "(default: $HPSEARCH_HEARTBEAT or 10)",
     )
+    _artifacts_option(p)
+
+
+def _artifacts_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        help="trial artifacts directory (default: $HPSEARCH_ARTIFACTS, else next to a SQLite/journal "
+        "file, else ./hpsearch-artifacts)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -140,7 +150,21 @@ def _parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("dashboard", help="optuna-dashboard on a storage (no authentication: keep it local)")
     _server_options(db, url_help, port=8080)
+    _artifacts_option(db)
     db.set_defaults(func=cmd_dashboard)
+
+    rp = sub.add_parser("report", help="a self-contained HTML report of a study (plots, best trials)")
+    rp.add_argument("--study", required=True, help="study name")
+    rp.add_argument("--storage", help=url_help)
+    rp.add_argument("--out", default="report.html", help="the HTML file to write (default: report.html)")
+    rp.set_defaults(func=cmd_report)
+
+    ex = sub.add_parser("export", help="every trial of a study as CSV or JSON")
+    ex.add_argument("--study", required=True, help="study name")
+    ex.add_argument("--storage", help=url_help)
+    ex.add_argument("--format", choices=["csv", "json"], required=True, help="csv or json")
+    ex.add_argument("--out", help="file to write (default: stdout)")
+    ex.set_defaults(func=cmd_export)
 
     d = sub.add_parser("devices", help="the GPUs found and where K workers would run")
     d.add_argument("--workers", type=_positive_int, default=1, help="plan for K workers")
@@ -229,10 +253,63 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import optuna_dashboard
 
+    from search import artifacts
+
     url = storage.resolve(args.storage)
     store = storage.open_storage(url, create=False, heartbeat_interval=None)
-    print(f"optuna-dashboard for {storage.redact(url)} at http://{args.host}:{args.port}", flush=True)
-    optuna_dashboard.run_server(store, host=args.host, port=args.port)
+    directory = artifacts.resolve_dir(args.artifacts, url)
+    artifact_store = artifacts.open_store(directory)
+    print(
+        f"optuna-dashboard for {storage.redact(url)} at http://{args.host}:{args.port} "
+        f"(artifacts: {directory})",
+        flush=True,
+    )
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: optuna-dashboard has no authentication; bound to {args.host}, anyone who can reach "
+            f"port {args.port} can read and change every study. Prefer --host 127.0.0.1 and an SSH tunnel "
+            f"(ssh -L {args.port}:127.0.0.1:{args.port} HOST).",
+            file=sys.stderr,
+            flush=True,
+        )
+    optuna_dashboard.run_server(store, host=args.host, port=args.port, artifact_store=artifact_store)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from search.html_report import write_report
+    from search.study import load_space
+
+    store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
+    space = load_space(store, args.study)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
+    study = optuna.load_study(study_name=args.study, storage=store)
+    write_report(study, space.metrics, out)
+    print(f"report of study {args.study!r} ({len(study.trials)} trials) written to {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from search.export import export_trials
+    from search.study import load_space
+
+    store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
+    space = load_space(store, args.study)
+    if args.out and not Path(args.out).parent.is_dir():
+        raise ConfigError(f"--out {args.out}: directory {Path(args.out).parent} does not exist")
+    study = optuna.load_study(study_name=args.study, storage=store)
+    text = export_trials(study, space.metrics, args.format)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"{len(study.trials)} trials of study {args.study!r} written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -250,7 +327,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         f"in {storage.redact(url)} | {dataset.name}: {len(dataset.y_train)} train images",
         flush=True,
     )
-    return _work(study, space, dataset, store, url, args, as_worker=True)
+    code = _work(study, space, dataset, store, url, args, as_worker=True)
+    from search.report import front_table
+
+    print()
+    print(front_table(study, space.metrics))
+    return code
 
 
 def _work(
@@ -274,6 +356,9 @@ def _work(
     )
     devices.apply(held.placement)  # before TensorFlow is imported
     print(f"device: {held.placement.describe() if gpus else 'CPU (' + why + ')'}", flush=True)
+    from search import artifacts
+
+    artifacts.use(artifacts.open_store(artifacts.resolve_dir(args.artifacts, url)))
     stop = threading.Event()
     with quiet_native_stderr(enabled=not args.debug):
         from search.objective import Objective

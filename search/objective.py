@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import optuna
 
+from search import artifacts
 from search.callbacks import CurveRecorder, NanGuard, StopWhen
 from search.devices import Placement, as_dict
 from search.errors import TrialFailed, WorkerStopping
@@ -147,6 +148,7 @@ class Objective:
                 trial.set_user_attr(key, metrics[key])
         trial.set_user_attr("epochs_run", recorder.epochs)
         trial.set_user_attr("curves", recorder.curves)
+        artifacts.record(trial, model, recorder.curves)  # dashboard: curves PNG + model summary
 
         if stopper.reason == "signal":
             raise self._stopping(trial)

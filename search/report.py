@@ -39,11 +39,18 @@ def compact_params(params: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def trial_line(trial: FrozenTrial, metrics: Sequence[str], done: int, total: int, elapsed: float) -> str:
-    """One progress line for a finished trial."""
-    head = (
-        f"[{done:>{len(str(total))}}/{total} {elapsed:6.1f}s] trial {trial.number:<3} {trial.state.name:<8}"
-    )
+def trial_line(
+    trial: FrozenTrial,
+    metrics: Sequence[str],
+    done: int,
+    total: int,
+    elapsed: float,
+    *,
+    eta: str | None = None,
+) -> str:
+    """One progress line for a finished trial (``eta``: the time left, shown after the elapsed)."""
+    clock = f"{elapsed:6.1f}s" + (f" eta {eta}" if eta is not None else "")
+    head = f"[{done:>{len(str(total))}}/{total} {clock}] trial {trial.number:<3} {trial.state.name:<8}"
     if trial.state == TrialState.COMPLETE and trial.values is not None:
         shown = " ".join(f"{m}={_fmt(v)}" for m, v in zip(metrics, trial.values, strict=False))
     elif trial.state == TrialState.FAIL:

@@ -99,7 +99,7 @@ def create_or_load(
                 f"study {name!r} exists with a different space (from {attrs.get(SOURCE_ATTR, '?')}); "
                 "run it with the same space or pick another --study"
             )
-        return open_study(space, storage, name)
+        return _named(open_study(space, storage, name), space)  # studies made before metric names
     study = optuna.create_study(
         storage=storage,
         study_name=name,
@@ -112,7 +112,16 @@ def create_or_load(
     study.set_user_attr(FINGERPRINT_ATTR, space.fingerprint)
     study.set_user_attr(METRICS_ATTR, list(space.metrics))
     study.set_user_attr(SOURCE_ATTR, space.source)
-    return open_study(space, storage, name)
+    return _named(open_study(space, storage, name), space)
+
+
+def _named(study: QueueStudy, space: Space) -> QueueStudy:
+    """Name the objectives (plots and optuna-dashboard label their axes with the names)."""
+    if study.metric_names != list(space.metrics):
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(space.metrics))
+    return study
 
 
 def open_study(

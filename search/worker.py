@@ -28,8 +28,9 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import TrialFailed, WorkerStopping
+from search.notes import save_trial_note
+from search.progress import ProgressDisplay
 from search.queue import QueueEmpty, QueueStudy, requeue, slots
-from search.report import trial_line
 
 if TYPE_CHECKING:
     from spaces import Space
@@ -76,7 +77,7 @@ def run(
             still running elsewhere and recover those whose worker died.
         out: where progress lines go (default stdout).
     """
-    progress = _Progress(space, max_failures_in_row, out or sys.stdout)
+    progress = _Progress(space, max_failures_in_row, ProgressDisplay(study, space, out or sys.stdout))
     deadline = None if timeout is None else time.monotonic() + timeout
     result = RunResult(ran=0)
     with _signals(stop, study, result):
@@ -104,13 +105,14 @@ def run(
                 told = e if isinstance(e, ValueError) else e.__context__
                 if not (isinstance(told, ValueError) and str(told).startswith("Cannot tell a")):
                     raise
-                print(f"note: {told} -- another worker declared it stale and re-queued it", file=progress.out)
+                progress.display.message(f"note: {told} -- another worker declared it stale and re-queued it")
             except WorkerStopping as e:
                 lost = next(t for t in study.get_trials(deepcopy=False) if t.number == e.number)
                 requeue(study, lost, limited=False)
                 result.requeued = lost.number
                 progress(study, lost)
                 break
+    progress.display.close()
     result.ran = progress.ran
     result.stop_reason = progress.stop_reason
     return result
@@ -154,21 +156,18 @@ def _signals(stop: threading.Event, study: optuna.Study, result: RunResult) -> I
 
 
 class _Progress:
-    """Prints one line per finished trial and enforces the failures-in-a-row limit."""
+    """Shows each finished trial, writes its dashboard note, enforces the failures-in-a-row limit."""
 
-    def __init__(self, space: Space, limit: int, out: TextIO) -> None:
-        self.space, self.limit, self.out = space, limit, out
-        self.start = time.perf_counter()
+    def __init__(self, space: Space, limit: int, display: ProgressDisplay) -> None:
+        self.space, self.limit, self.display = space, limit, display
         self.ran = 0
         self.failures_in_row = 0
         self.stop_reason: str | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.ran += 1
-        counts = slots(study.get_trials(deepcopy=False))
-        elapsed = time.perf_counter() - self.start
-        line = trial_line(trial, self.space.metrics, counts.done, counts.used, elapsed)
-        print(line, file=self.out, flush=True)
+        save_trial_note(study, trial, self.space.metrics)
+        self.display.trial_done(study, trial)
         reason = trial.user_attrs.get("fail_reason", "")
         own_failure = trial.state == TrialState.FAIL and "re-queued" not in reason
         self.failures_in_row = self.failures_in_row + 1 if own_failure else 0

@@ -1,0 +1,94 @@
+"""``hpsearch export``: every trial of a study as CSV or JSON.
+
+Both carry each trial's number, state, objective values (named by metric), parameters, user
+attrs (the per-epoch ``curves`` included) and timestamps. CSV columns follow Optuna's
+``trials_dataframe`` names (``values_<metric>``, ``params_<name>``, ``user_attrs_<key>``);
+a non-scalar user attr (``curves``, ``params``) is one JSON-encoded cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+__all__ = ["FORMATS", "export_trials", "trial_record"]
+
+FORMATS = ("csv", "json")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def trial_record(trial: FrozenTrial, metrics: Sequence[str]) -> dict[str, Any]:
+    """One trial as plain JSON data."""
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "values": dict(zip(metrics, trial.values, strict=False)) if trial.values is not None else None,
+        "params": trial.params,
+        "user_attrs": trial.user_attrs,
+        "datetime_start": _iso(trial.datetime_start),
+        "datetime_complete": _iso(trial.datetime_complete),
+    }
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return "" if value is None else value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _csv(records: list[dict[str, Any]], metrics: Sequence[str]) -> str:
+    params = sorted({k for r in records for k in r["params"]})
+    attrs = sorted({k for r in records for k in r["user_attrs"]})
+    header = [
+        "number",
+        "state",
+        *(f"values_{m}" for m in metrics),
+        *(f"params_{p}" for p in params),
+        *(f"user_attrs_{a}" for a in attrs),
+        "datetime_start",
+        "datetime_complete",
+    ]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for r in records:
+        values = r["values"] or {}
+        writer.writerow(
+            [
+                r["number"],
+                r["state"],
+                *(_cell(values.get(m)) for m in metrics),
+                *(_cell(r["params"].get(p)) for p in params),
+                *(_cell(r["user_attrs"].get(a)) for a in attrs),
+                _cell(r["datetime_start"]),
+                _cell(r["datetime_complete"]),
+            ]
+        )
+    return buf.getvalue()
+
+
+def export_trials(study: optuna.Study, metrics: Sequence[str], fmt: str) -> str:
+    """Every trial of ``study`` in ``fmt`` (``csv`` or ``json``), ordered by trial number."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    records = [
+        trial_record(t, metrics) for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    ]
+    if fmt == "csv":
+        return _csv(records, metrics)
+    payload = {
+        "study": study.study_name,
+        "directions": [d.name.lower() for d in study.directions],
+        "metrics": list(metrics),
+        "trials": records,
+    }
+    return json.dumps(payload, indent=2, allow_nan=True) + "\n"

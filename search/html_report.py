@@ -1,0 +1,141 @@
+"""``hpsearch report``: one self-contained HTML file with a study's plots and its best trials.
+
+The plots are Optuna's own (:mod:`optuna.visualization`, plotly figures); plotly.js is inlined
+once, so the file opens offline and can be mailed or attached to a ticket.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.report import _fmt, best_trials, compact_params
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+__all__ = ["render_report", "write_report"]
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.9em; } td, th { padding: 4px 10px; text-align: left; }
+tr:nth-child(even) { background: #f6f6f6; } th { border-bottom: 2px solid #999; }
+.note { color: #777; font-style: italic; }
+"""
+
+
+def _value(i: int) -> Callable[[FrozenTrial], float]:
+    return lambda t: float(t.values[i])
+
+
+def _plots(study: optuna.Study, metrics: Sequence[str]) -> list[tuple[str, Callable[[], go.Figure]]]:
+    """(title, figure factory) for every plot the report shows."""
+    vis = optuna.visualization
+    multi = len(study.directions) > 1
+    target: dict[str, Any] = {"target": _value(0), "target_name": metrics[0]} if multi else {}
+    plots: list[tuple[str, Callable[[], go.Figure]]] = []
+    if multi and len(study.directions) in (2, 3):
+        plots.append(
+            (
+                f"Pareto front: {' vs '.join(metrics)}",
+                lambda: vis.plot_pareto_front(study, target_names=list(metrics)),
+            )
+        )
+    else:
+        plots.append(("Optimization history", lambda: vis.plot_optimization_history(study, **target)))
+    plots.append(
+        (
+            "Parameter importances",
+            lambda: (
+                vis.plot_param_importances(study)
+                if multi
+                else vis.plot_param_importances(study, target_name=metrics[0])
+            ),
+        )
+    )
+    plots.append(
+        (f"Parallel coordinates ({metrics[0]})", lambda: vis.plot_parallel_coordinate(study, **target))
+    )
+    for i, metric in enumerate(metrics):
+        by_i: dict[str, Any] = {"target_name": metric}
+        if multi:
+            by_i["target"] = _value(i)
+        plots.append((f"Slice plots ({metric})", functools.partial(vis.plot_slice, study, **by_i)))
+    return plots
+
+
+def _figure_html(factory: Callable[[], go.Figure], div_id: str) -> str:
+    try:
+        with warnings.catch_warnings():  # Optuna warns on e.g. too few trials for importances
+            warnings.simplefilter("ignore")
+            fig = factory()
+    except (ValueError, RuntimeError) as e:  # e.g. importances need two completed trials
+        return f'<p class="note">not available: {html.escape(str(e))}</p>'
+    fig.update_layout(height=480)
+    return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id))
+
+
+def _best_table(study: optuna.Study, metrics: Sequence[str]) -> str:
+    trials = best_trials(study)
+    if not trials:
+        return '<p class="note">no trial completed yet</p>'
+    head = ["trial", *metrics, "epochs", "weights", "FLOPs", "device", "parameters"]
+    rows = []
+    for t in trials:
+        a = t.user_attrs
+        cells = [
+            str(t.number),
+            *(_fmt(v) for v in t.values),
+            _fmt(a.get("epochs_run")),
+            f"{a['param_count']:,}" if "param_count" in a else "-",
+            f"{a['flops']:,}" if "flops" in a else "-",
+            str(a.get("device", "-")),
+            compact_params(t.params),
+        ]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    header = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+    return f'<table id="best-trials">{header}{"".join(rows)}</table>'
+
+
+def render_report(study: optuna.Study, metrics: Sequence[str]) -> str:
+    """The report's HTML text (plotly.js included)."""
+    from plotly.offline import get_plotlyjs
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    states = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none"
+    directions = ", ".join(f"{d.name.lower()} {m}" for m, d in zip(metrics, study.directions, strict=False))
+    title = "Pareto-optimal trials" if len(study.directions) > 1 else "Best trial"
+    parts = [
+        f"<h1>Study {html.escape(study.study_name)}</h1>",
+        f'<p id="summary">{len(trials)} trials ({html.escape(states)}); '
+        f"objectives: {html.escape(directions)}</p>",
+        f"<h2>{title}</h2>",
+        _best_table(study, metrics),
+    ]
+    for i, (name, factory) in enumerate(_plots(study, metrics)):
+        parts += [f"<h2>{html.escape(name)}</h2>", _figure_html(factory, f"plot-{i}")]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>hpsearch report: {html.escape(study.study_name)}</title><style>{_STYLE}</style>"
+        f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )
+
+
+def write_report(study: optuna.Study, metrics: Sequence[str], path: Path) -> Path:
+    """Write :func:`render_report` to ``path`` (written whole, then renamed into place)."""
+    text = render_report(study, metrics)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,79 @@
+"""A finished trial's key facts as an optuna-dashboard note (Markdown on the trial's page).
+
+The worker writes the note when the trial has ended, so it can say how it ended: the device,
+epochs run, objective values, model size, and why it was pruned or failed -- readable in the
+dashboard without opening the worker's log.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["save_trial_note", "trial_note"]
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def trial_note(trial: FrozenTrial, metrics: Sequence[str]) -> str:
+    """The note's Markdown for a finished trial."""
+    attrs = trial.user_attrs
+    lines = [f"### Trial {trial.number}: {trial.state.name}", ""]
+    if trial.state == TrialState.FAIL:
+        lines.append(f"- **failed:** {attrs.get('fail_reason', 'no reason recorded; see the worker log')}")
+    elif trial.state == TrialState.PRUNED:
+        epochs = attrs.get("epochs_run")
+        reason = attrs.get("prune_reason") or (f"after {epochs} epochs" if epochs else "by the pruner")
+        lines.append(f"- **pruned:** {reason}")
+    if trial.values is not None:
+        lines.append(
+            "- " + ", ".join(f"{m}: **{_num(v)}**" for m, v in zip(metrics, trial.values, strict=False))
+        )
+    device = attrs.get("device")
+    if device:
+        precision = attrs.get("precision")
+        lines.append(f"- device: {device}" + (f", {precision}" if precision else ""))
+    if "epochs_run" in attrs:
+        planned = (attrs.get("params") or {}).get("epochs")
+        lines.append(f"- epochs run: {attrs['epochs_run']}" + (f" of {planned}" if planned else ""))
+    if "train_seconds" in attrs:
+        lines.append(f"- training time: {_num(float(attrs['train_seconds']))} s")
+    if "param_count" in attrs:
+        size = f"- model: {_num(int(attrs['param_count']))} parameters"
+        if attrs.get("flops") is not None:
+            size += f", {_num(int(attrs['flops']))} FLOPs per sample (forward)"
+        lines.append(size)
+    if "accuracy" in attrs and "val_accuracy" in attrs:
+        gap = float(attrs["accuracy"]) - float(attrs["val_accuracy"])
+        lines.append(f"- overfitting gap (train - validation accuracy): {gap:+.4f}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class _TrialRef:
+    """What ``optuna_dashboard.save_note`` reads from a trial, for one that has already ended."""
+
+    storage: optuna.storages.BaseStorage
+    study: optuna.Study
+    _trial_id: int
+
+
+def save_trial_note(study: optuna.Study, trial: FrozenTrial, metrics: Sequence[str]) -> None:
+    """Write :func:`trial_note` as the trial's dashboard note (through the study's storage)."""
+    from optuna_dashboard import save_note
+
+    try:
+        save_note(_TrialRef(study._storage, study, trial._trial_id), trial_note(trial, metrics))
+    except Exception as e:  # a note is a convenience: it never ends a worker
+        print(f"warning: trial {trial.number}: note not saved: {e}", file=sys.stderr, flush=True)

@@ -13,8 +13,8 @@ FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 COPY --from=build /opt/venv /opt/venv
 RUN useradd --create-home --uid 10001 hpsearch \
-    && mkdir -p /locks /work /home/hpsearch/.keras \
-    && chown hpsearch:hpsearch /locks /work /home/hpsearch/.keras
+    && mkdir -p /locks /work /artifacts /home/hpsearch/.keras \
+    && chown hpsearch:hpsearch /locks /work /artifacts /home/hpsearch/.keras
 USER 10001
 WORKDIR /work
 ENTRYPOINT ["hpsearch"]

@@ -19,6 +19,13 @@ os.environ["HPSEARCH_OFFLINE"] = "1"  # tests never download anything
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.pop("HPSEARCH_STORAGE", None)
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _artifacts_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Trial artifacts of PostgreSQL studies default to ./hpsearch-artifacts: keep them out of the repo."""
+    os.environ["HPSEARCH_ARTIFACTS"] = str(tmp_path_factory.mktemp("artifacts"))
+
+
 PG_SERVER = os.environ.get("HPSEARCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 BACKENDS = ["sqlite", "postgresql", "journal"]
 

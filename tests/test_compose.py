@@ -113,6 +113,7 @@ def test_the_compose_topology_runs_as_local_processes(tmp_path: Path, pg_url: st
         "HPSEARCH_STORAGE": pg_url,  # the local server instead of the `postgres` service
         "HPSEARCH_DB_PASSWORD_FILE": str(secret),  # the secret, as compose mounts it
         "HPSEARCH_LOCK_DIR": str(tmp_path / "locks"),
+        "HPSEARCH_ARTIFACTS": str(tmp_path / "artifacts"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     variables = {"SPACE_FILE": "tiny.yaml", "STUDY": "tiny", "TRIALS": "6"}

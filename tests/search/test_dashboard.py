@@ -54,7 +54,7 @@ def _get(port: int, path: str) -> Any:
 
 def _start_dashboard(cwd: Path, *args: str) -> subprocess.Popen[str]:
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "HPSEARCH_ARTIFACTS"},  # default: next to the db
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.Popen(
@@ -92,6 +92,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     (work / "dash.yaml").write_text(SPACE)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(work)  # the default storage: sqlite:///hpsearch.db here
+        mp.delenv("HPSEARCH_ARTIFACTS", raising=False)  # and the default artifacts directory next to it
         assert main(["create", "dash.yaml"]) == 0
         port = _free_port()
         proc = _start_dashboard(work, "--port", str(port))

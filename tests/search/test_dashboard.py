@@ -239,3 +239,11 @@ def test_chromium_renders_the_offline_report(served: Served, tmp_path: Path) -> 
     shot = tmp_path / "report.png"
     _browse(report.as_uri(), tmp_path, f"--screenshot={shot}", "--window-size=1200,2400")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chromium_shows_a_trials_note_and_artifacts(served: Served, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{served.port}/dashboard/studies/1/trials?numbers=0"
+    dom = _browse(url, tmp_path, "--dump-dom")
+    assert "Trial 0: COMPLETE" in dom and "epochs run: 2 of 2" in dom  # the note, rendered
+    assert "trial-0-curves.png" in dom and "trial-0-model.txt" in dom
+    assert 'src="/artifacts/1/' in dom  # the curves PNG shown inline

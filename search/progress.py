@@ -12,6 +12,7 @@ The budget and the counts are study-wide, so the ETA counts every worker's trial
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -61,8 +62,15 @@ class ProgressDisplay:
         if tty if tty is not None else bool(isatty and isatty()):
             from tqdm.auto import tqdm
 
+            sized = shutil.get_terminal_size((0, 0)).columns > 0  # a pty without a size: 0 columns
             self.bar = tqdm(
-                total=counts.used, initial=counts.done, file=out, unit="trial", dynamic_ncols=True
+                total=counts.used,
+                initial=counts.done,
+                file=out,
+                unit="trial",
+                dynamic_ncols=sized,
+                ncols=None if sized else 100,
+                nrows=None if sized else 20,
             )
             self.bar.set_postfix_str(f"best {best_so_far(study, space.metrics)}")
 

@@ -117,3 +117,30 @@ def test_trained_trials_upload_curves_and_summary_failed_ones_nothing(
     assert lines[1].startswith("[2/2") and "eta 0s" in lines[1]
     assert f"| best front of 1, val_accuracy={trained.values[0]:.4f} (#{trained.number})" in lines[1]
     assert json.dumps(study.metric_names) == '["val_accuracy", "train_seconds"]'
+
+
+def test_pruned_note_says_why() -> None:
+    from optuna.trial import TrialState, create_trial
+
+    from search.notes import trial_note
+
+    trial = create_trial(
+        state=TrialState.PRUNED,
+        user_attrs={"prune_reason": "val_accuracy 0.31 below the median at epoch 2", "epochs_run": 2},
+    )
+    note = trial_note(trial, ["val_accuracy", "train_seconds"])
+    assert "PRUNED" in note and "**pruned:** val_accuracy 0.31 below the median at epoch 2" in note
+    assert "epochs run: 2" in note
+
+
+def test_resuming_an_unnamed_study_names_its_metrics(tmp_path: Path) -> None:
+    space = spaces.loads(SPACE, source="test")
+    store = storage.open_storage(f"sqlite:///{tmp_path / 'old.db'}", heartbeat_interval=None)
+    study = create_or_load(space, store)
+    store.set_study_system_attr(study._study_id, "study:metric_names", None)  # as made before names
+    assert optuna.load_study(study_name="art", storage=store).metric_names is None
+    create_or_load(space, store)
+    assert optuna.load_study(study_name="art", storage=store).metric_names == [
+        "val_accuracy",
+        "train_seconds",
+    ]

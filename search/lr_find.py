@@ -194,7 +194,7 @@ def range_test(
     )
 
 
-class _Sweep(keras.callbacks.Callback):  # type: ignore[misc]
+class _Sweep(keras.callbacks.Callback):
     """Sets the rate before each batch; turns Keras' running mean loss back into batch losses."""
 
     def __init__(self, start: float, factor: float, batch_size: int) -> None:

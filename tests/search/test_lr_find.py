@@ -1,0 +1,98 @@
+"""`hpsearch lr-find`: a real range test on tiny data, its plot and the space copy it writes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import spaces
+from search.cli import main
+from search.data import load_dataset
+from search.errors import ConfigError
+from search.lr_find import parse_overrides, pick_params, range_test
+
+SPACE = """\
+name: tiny-lr
+dataset: {name: digits, validation_fraction: 0.2, limit: 400}
+sampler: {type: random, seed: 1}
+model:
+  layers: {type: int, low: 1, high: 2}
+  units: [32, 64]
+optimizer:
+  name: [adam, sgd]
+  learning_rate: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
+  momentum: {type: float, low: 0.0, high: 0.9, when: {name: sgd}}
+training: {batch_size: 8, epochs: 2}
+"""
+
+
+@pytest.fixture
+def space_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(SPACE)
+    return path
+
+
+def test_range_test_finds_a_rate_inside_the_tested_range() -> None:
+    space = spaces.loads(SPACE)
+    params = pick_params(space, {})
+    found = range_test(space, load_dataset("digits", limit=400, seed=0), params, min_lr=1e-5, max_lr=10.0)
+    assert len(found.rates) == len(found.losses) == len(found.smoothed) <= 50  # 400 images / batch 8
+    ratios = [b / a for a, b in zip(found.rates, found.rates[1:], strict=False)]
+    assert ratios == pytest.approx([ratios[0]] * len(ratios))  # a constant factor per batch
+    assert found.rates[0] == pytest.approx(1e-5)
+    assert 1e-5 <= found.low < found.suggested < found.high == found.best <= 10.0
+    # the first batches (tiny rates) barely learn; the best smoothed loss is well below them
+    assert min(found.smoothed) < found.smoothed[0]
+
+
+def test_cli_prints_the_rates_writes_the_plot_and_a_space_copy(
+    space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plot, copy = tmp_path / "lr.png", tmp_path / "tuned.yaml"
+    args = [
+        "lr-find",
+        str(space_file),
+        "--trial-params",
+        "optimizer=sgd",
+        "layers=2",
+        "training.batch_size=16",
+    ]
+    assert main([*args, "--min-lr", "1e-4", "--plot", str(plot), "--write-space", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert "optimizer=sgd" in out and "batch_size=16" in out and "units=[32, 32]" in out
+    best = float(re.search(r"lowest loss at learning rate ([0-9.e+-]+)", out).group(1))  # type: ignore[union-attr]
+    suggested = float(re.search(r"suggested learning rate ([0-9.e+-]+)", out).group(1))  # type: ignore[union-attr]
+    assert 1e-4 <= suggested < best <= 10.0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    tuned = spaces.load(copy)
+    (lr,) = [p for p in tuned.params if p.name == "learning_rate"]
+    assert lr.domain.log and lr.domain.high == pytest.approx(best, rel=0.01)  # type: ignore[union-attr]
+    assert space_file.read_text() == SPACE  # the input is untouched
+    # never overwrite: not the copy, not the input
+    for target in (copy, space_file):
+        assert main([*args, "--plot", str(plot), "--write-space", str(target)]) == 2
+        assert "the file exists" in capsys.readouterr().err
+    assert space_file.read_text() == SPACE
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["optimizer"], "expected KEY=VALUE"),
+        (["colour=red"], "'colour': unknown parameter"),
+        (["optimizer=lion"], r"optimizer\.name: expected one of sgd, adam"),
+        (["training.batch_size=0"], r"training\.batch_size: expected an integer >= 1"),
+    ],
+)
+def test_bad_trial_params_are_one_line_errors(items: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        pick_params(spaces.loads(SPACE), parse_overrides(items))
+
+
+def test_unset_parameters_take_the_first_choice_or_the_default() -> None:
+    params = pick_params(spaces.loads(SPACE), {})
+    assert params["optimizer"] == "adam" and params["layers"] == 1 and params["units"] == (32,)
+    assert params["learning_rate"] == 1e-3 and params["momentum"] == 0.0  # default inside the range

@@ -311,7 +311,7 @@ def format_evaluation(result: Evaluation) -> str:
     """The text ``hpsearch evaluate`` prints: metrics, confusion matrix, per-class report, files."""
     names = result.class_names
     width = max(5, *(len(str(v)) for v in result.confusion.flat)) + 1
-    short = [n[:width] for n in names]
+    short = [n[: width - 1] for n in names]
     label_w = max(map(len, names))
     lines = [
         f"trial {result.trial} of study {result.study!r}: retrained on {result.fit} "

@@ -43,6 +43,7 @@ __all__ = ["RangeTest", "parse_overrides", "pick_params", "plot", "range_test", 
 
 _DIVERGED = 4.0  # stop once the smoothed loss exceeds this many times its minimum
 _BETA = 0.98  # smoothing of the per-batch loss
+GRID_POINTS = 5  # rates written into a grid space
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,9 @@ def plot(result: RangeTest, path: str | Path, *, title: str) -> Path:
 def write_space(space: Space, result: RangeTest, path: str | Path) -> Path:
     """A copy of the space whose ``optimizer.learning_rate`` is the suggested log range.
 
+    A grid space gets ``GRID_POINTS`` log-spaced rates from the range instead, and its
+    ``budget.trials`` becomes the size of the new grid.
+
     The copy is validated before it is written; an existing file (the input included) is never
     overwritten. YAML comments of the original are not kept.
     """
@@ -267,12 +271,14 @@ def write_space(space: Space, result: RangeTest, path: str | Path) -> Path:
         )
     doc = yaml.safe_load(space.text)
     doc.setdefault("optimizer", {})
-    doc["optimizer"]["learning_rate"] = {
-        "type": "float",
-        "low": float(f"{result.low:.3g}"),
-        "high": float(f"{result.high:.3g}"),
-        "log": True,
-    }
+    low, high = float(f"{result.low:.3g}"), float(f"{result.high:.3g}")
+    if space.sampler.type == "grid":  # a grid needs points: five log-spaced rates, and a budget to match
+        points = np.geomspace(low, high, GRID_POINTS)
+        doc["optimizer"]["learning_rate"] = [float(f"{v:.3g}") for v in points]
+        grid = spaces.loads(yaml.safe_dump(doc, sort_keys=False), source=str(out)).grid()
+        doc.setdefault("budget", {})["trials"] = math.prod(len(v) for v in grid.values())
+    else:
+        doc["optimizer"]["learning_rate"] = {"type": "float", "low": low, "high": high, "log": True}
     text = yaml.safe_dump(doc, sort_keys=False)
     spaces.loads(text, source=str(out))  # a space the loader rejects is not written
     out.write_text(text, encoding="utf-8")

@@ -11,7 +11,7 @@ import spaces
 from search.cli import main
 from search.data import load_dataset
 from search.errors import ConfigError
-from search.lr_find import parse_overrides, pick_params, range_test
+from search.lr_find import RangeTest, parse_overrides, pick_params, range_test, write_space
 
 SPACE = """\
 name: tiny-lr
@@ -96,3 +96,17 @@ def test_unset_parameters_take_the_first_choice_or_the_default() -> None:
     params = pick_params(spaces.loads(SPACE), {})
     assert params["optimizer"] == "adam" and params["layers"] == 1 and params["units"] == (32,)
     assert params["learning_rate"] == 1e-3 and params["momentum"] == 0.0  # default inside the range
+
+
+def _found(best: float) -> RangeTest:
+    return RangeTest((1e-5, 1.0), (2.3, 9.0), (2.3, 9.0), 1e-5, 1.0, best, best / 10, best / 100, best, False)
+
+
+def test_a_grid_space_gets_log_spaced_rates_and_a_budget_for_the_new_grid(tmp_path: Path) -> None:
+    out = write_space(spaces.load("fashion-sweep-activation"), _found(0.01), tmp_path / "grid.yaml")
+    tuned = spaces.load(out)
+    assert tuned.grid() == {"activation": ["sigmoid", "relu", "tanh", "linear"], "learning_rate": RATES}
+    assert tuned.budget.trials == 4 * 5
+
+
+RATES = [0.0001, 0.000316, 0.001, 0.00316, 0.01]

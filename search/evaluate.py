@@ -283,19 +283,18 @@ def _record(
         return
     from optuna.storages._rdb import models
 
+    trial_id = store.get_trial_id_from_study_id_trial_number(study._study_id, trial.number)
     session = store.scoped_session()
     try:
         for key, value in attrs.items():
             row = (
                 session.query(models.TrialUserAttributeModel)
-                .filter_by(trial_id=trial._trial_id, key=key)
+                .filter_by(trial_id=trial_id, key=key)
                 .one_or_none()
             )
             if row is None:
                 session.add(
-                    models.TrialUserAttributeModel(
-                        trial_id=trial._trial_id, key=key, value_json=json.dumps(value)
-                    )
+                    models.TrialUserAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value))
                 )
             else:
                 row.value_json = json.dumps(value)

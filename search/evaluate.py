@@ -70,6 +70,8 @@ class Evaluation:
     per_class: dict[str, Any] = field(repr=False)
     model_path: Path
     plot_path: Path
+    val_accuracy: float | None = None  # --fit train: the retrained model on the validation split
+    recorded_val_accuracy: float | None = None  # what the trial recorded for it
 
 
 def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
@@ -156,6 +158,9 @@ def evaluate(
         pixel_max=ds.pixel_max,
     )
     epochs, train_size = _fit(model, ds, params, chosen, fit)
+    val_accuracy = None
+    if fit == "train":  # the trial repeated: its validation accuracy should come back
+        val_accuracy = float(model.evaluate(ds.x_val, ds.y_val, verbose=0)[1])
     test_loss, test_accuracy = (float(v) for v in model.evaluate(test.x, test.y, verbose=0))
     predicted = np.argmax(model.predict(test.x, verbose=0), axis=1)
     labels = list(range(test.num_classes))
@@ -189,6 +194,8 @@ def evaluate(
         per_class=dict(per_class),
         model_path=model_path,
         plot_path=plot_path,
+        val_accuracy=val_accuracy,
+        recorded_val_accuracy=chosen.user_attrs.get("val_accuracy"),
     )
     (target / "evaluation.json").write_text(json.dumps(_attrs(result), indent=2))
     _record(store, study, chosen, _attrs(result))
@@ -317,6 +324,14 @@ def format_evaluation(result: Evaluation) -> str:
         f"({result.train_size} images, {result.epochs} epochs); test split: {result.test_size} images "
         f"({result.test_source})",
         f"test_accuracy={result.test_accuracy:.4f} test_loss={result.test_loss:.4f}",
+        *(
+            [
+                f"validation accuracy of the retrained model {result.val_accuracy:.4f} "
+                f"(the trial recorded {result.recorded_val_accuracy:.4f})"
+            ]
+            if result.val_accuracy is not None and result.recorded_val_accuracy is not None
+            else []
+        ),
         "",
         "confusion matrix (rows: true class, columns: predicted class):",
         " " * label_w + "".join(s.rjust(width) for s in short),

@@ -94,6 +94,13 @@ def test_evaluate_a_chosen_trial_trained_as_it_ran(
     assert main([*args, "--trial", "0", "--fit", "train"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("trial 0 of study 'tiny-eval': retrained on train (300 images,")
+    found = re.search(
+        r"validation accuracy of the retrained model ([0-9.]+) \(the trial recorded ([0-9.]+)\)", out
+    )
+    assert found is not None
+    # same data, seed and callbacks as the trial: the scored model comes back (identical on this
+    # machine; 0.01 = 3 of 287 validation images leaves room for float reduction order elsewhere)
+    assert float(found.group(1)) == pytest.approx(float(found.group(2)), abs=0.01)
     assert (tmp_path / "tiny-eval-trial0" / "model.keras").is_file()
 
 

@@ -11,7 +11,7 @@ Example:
     >>> import spaces
     >>> from search.data import load_dataset
     >>> space = spaces.load("quickstart")
-    >>> params = pick_params(space, {"optimizer": "adam"})
+    >>> params = pick_params(space, parse_overrides(["optimizer=adam"]))
     >>> found = range_test(space, load_dataset("digits", limit=200), params)  # doctest: +SKIP
     >>> found.min_lr <= found.suggested <= found.max_lr  # doctest: +SKIP
     True
@@ -110,6 +110,7 @@ def pick_params(space: Space, overrides: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(doc[section], dict):
             raise ConfigError(f"{space.source}: {section}: expected a mapping")
         doc[section][key] = value
+        _settle_conditions(doc, field, value)
     doc["sampler"] = {"type": "random"}  # a grid would reject ranges left open by the overrides
     fixed = spaces.loads(yaml.safe_dump(doc, sort_keys=False), source=f"{space.source} with --trial-params")
     values: dict[str, Any] = {}
@@ -121,6 +122,30 @@ def pick_params(space: Space, overrides: Mapping[str, Any]) -> dict[str, Any]:
         else:
             values[p.name] = _first(p.domain, p.default)
     return values
+
+
+def _settle_conditions(doc: dict[str, Any], field: str, value: Any) -> None:
+    """Parameters conditional on the overridden ``field``: always active now, or never.
+
+    An active one keeps its domain (without ``when``); an inactive one is dropped from the copy,
+    so it takes its default, as an inactive parameter does in a trial.
+    """
+    section, _, key = field.partition(".")
+    names = {field, schema.SECTIONS[section][key].flat or key}
+    for other, fields in schema.SECTIONS.items():
+        raw = doc.get(other)
+        if not isinstance(raw, dict):
+            continue
+        for name, spec in list(raw.items()):
+            when = spec.get("when") if isinstance(spec, dict) else None
+            if not isinstance(when, dict) or len(when) != 1 or name not in fields:
+                continue
+            ((target, wanted),) = when.items()
+            if target in names or (other == section and target == key):
+                if value in (wanted if isinstance(wanted, list) else [wanted]):
+                    del spec["when"]
+                else:
+                    del raw[name]
 
 
 def _first(domain: Any, default: Any) -> Any:

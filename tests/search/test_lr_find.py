@@ -92,6 +92,17 @@ def test_bad_trial_params_are_one_line_errors(items: list[str], message: str) ->
         pick_params(spaces.loads(SPACE), parse_overrides(items))
 
 
+def test_conditional_parameters_follow_the_overridden_value() -> None:
+    space = spaces.loads(
+        SPACE.replace("momentum: {type: float, low: 0.0,", "momentum: {type: float, low: 0.5,")
+    )
+    # momentum exists only with sgd: with adam it is inactive (its default), with sgd it is active
+    assert pick_params(space, parse_overrides(["optimizer=adam"]))["momentum"] == 0.0
+    assert pick_params(space, parse_overrides(["optimizer=sgd"]))["momentum"] == 0.5  # low end of [0.5, 0.9]
+    with pytest.raises(ConfigError, match=r"optimizer\.momentum: expected a number >= 0 and < 1, got 2"):
+        pick_params(space, parse_overrides(["optimizer=sgd", "momentum=2"]))
+
+
 def test_unset_parameters_take_the_first_choice_or_the_default() -> None:
     params = pick_params(spaces.loads(SPACE), {})
     assert params["optimizer"] == "adam" and params["layers"] == 1 and params["units"] == (32,)

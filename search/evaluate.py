@@ -30,7 +30,16 @@ if TYPE_CHECKING:
     from search.data import Dataset
     from spaces import Space
 
-__all__ = ["CLASS_NAMES", "FITS", "Evaluation", "choose_trial", "evaluate", "format_evaluation"]
+__all__ = [
+    "CLASS_NAMES",
+    "FITS",
+    "Evaluation",
+    "choose_trial",
+    "chosen_epochs",
+    "evaluate",
+    "format_evaluation",
+    "trial_params",
+]
 
 FITS = ("train+validation", "train")
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
@@ -232,11 +241,16 @@ def _fit(model: Any, ds: Dataset, params: dict[str, Any], trial: FrozenTrial, fi
 
 
 def chosen_epochs(trial: FrozenTrial, params: dict[str, Any]) -> int:
-    """Epochs to retrain: the trial's ``best_epoch``, else the epochs it ran, else its budget."""
-    for key in ("best_epoch", "epochs_run"):
-        value = trial.user_attrs.get(key)
-        if isinstance(value, int) and value > 0:
-            return value
+    """Epochs to retrain: the trial's ``best_epoch`` (worked out from its curves for trials
+    recorded before that attr existed), else its budget."""
+    from search.objective import best_epoch
+
+    value = trial.user_attrs.get("best_epoch")
+    if isinstance(value, int) and value > 0:
+        return value
+    curves = trial.user_attrs.get("curves")
+    if isinstance(curves, dict) and curves.get("val_loss"):
+        return best_epoch(curves, params["patience"] > 0)
     return int(params["epochs"])
 
 

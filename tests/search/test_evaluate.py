@@ -15,6 +15,7 @@ import storage
 from search.callbacks import CurveRecorder
 from search.cli import main
 from search.data import load_test
+from search.evaluate import chosen_epochs
 from search.objective import best_epoch
 from search.report import best_trials
 
@@ -138,3 +139,16 @@ def test_keras_restores_the_best_epoch_also_when_training_does_not_stop_early() 
     assert best < recorder.epochs  # a later epoch was worse, so restoring matters
     val_loss = float(model.evaluate(x, y, verbose=0))
     assert val_loss == pytest.approx(recorder.curves["val_loss"][best - 1], rel=1e-5)
+
+
+def test_retrain_epochs_come_from_best_epoch_or_the_curves() -> None:
+    curves = {"val_loss": [0.9, 0.5, 0.7, 0.8]}
+    params = {"patience": 2, "epochs": 10}
+
+    def trial(**attrs: object) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(values=[0.5], user_attrs=attrs)
+
+    assert chosen_epochs(trial(best_epoch=3, curves=curves), params) == 3
+    assert chosen_epochs(trial(curves=curves), params) == 2  # restored best of an older trial
+    assert chosen_epochs(trial(curves=curves), {**params, "patience": 0}) == 4  # the last epoch
+    assert chosen_epochs(trial(), params) == 10

@@ -38,9 +38,9 @@ class Objective:
 
     Every finished trial records user attrs: ``val_accuracy``, ``val_loss``, ``accuracy``,
     ``loss``, ``train_seconds`` (``model.fit`` only), ``epochs_run``, ``best_epoch`` (the epoch
-    whose weights and metrics are kept), ``params`` (every
-    hyperparameter, fixed ones included), ``param_count``, ``flops`` (forward, per sample),
-    ``device`` and ``curves`` (per-epoch metrics). A failed trial also records ``fail_reason``.
+    whose weights and metrics are kept), ``params`` (every hyperparameter, fixed ones included),
+    ``param_count``, ``flops`` (forward, per sample), ``device`` and ``curves`` (per-epoch
+    metrics). A failed trial also records ``fail_reason``.
     """
 
     def __init__(

@@ -188,7 +188,10 @@ def _parser() -> argparse.ArgumentParser:
         "with the lowest (smoothed) loss and a suggested rate (a tenth of it), save the loss-vs-rate plot, "
         "and optionally write a copy of SPACE whose optimizer.learning_rate is the suggested log range.",
     )
-    lr.add_argument("space", metavar="SPACE", help="a space YAML file or a preset name")
+    lr.add_argument("space", metavar="SPACE", nargs="?", help="a space YAML file or a preset name")
+    lr.add_argument("--study", help="instead of SPACE: a study's space and one of its trials' parameters")
+    lr.add_argument("--trial", type=_non_negative_int, help="with --study: the trial (default: the best)")
+    lr.add_argument("--storage", help=url_help)
     lr.add_argument(
         "--trial-params",
         nargs="+",
@@ -449,11 +452,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_lr_find(args: argparse.Namespace) -> int:
     from search.native import quiet_native_stderr
 
-    space = spaces.load(args.space)
+    if (args.space is None) == (args.study is None):
+        raise ConfigError("lr-find: give either SPACE or --study NAME")
+    if args.study is None and args.trial is not None:
+        raise ConfigError("lr-find: --trial needs --study")
+    if args.study is not None and args.trial_params:
+        raise ConfigError("lr-find: --trial-params is for SPACE; --study takes the trial's parameters")
+    space = spaces.load(args.space) if args.space is not None else None
     with quiet_native_stderr(enabled=not args.debug):
         from search import lr_find
 
-        params = lr_find.pick_params(space, lr_find.parse_overrides(args.trial_params))
+        if space is None:
+            from search.evaluate import choose_trial, trial_params
+            from search.study import load_space
+
+            store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
+            space = load_space(store, args.study)
+            trial = choose_trial(optuna.load_study(study_name=args.study, storage=store), args.trial)
+            params = trial_params(trial)
+        else:
+            params = lr_find.pick_params(space, lr_find.parse_overrides(args.trial_params))
         dataset = _load_data(space, args.data_dir)
         found = lr_find.range_test(space, dataset, params, min_lr=args.min_lr, max_lr=args.max_lr)
     shown = " ".join(

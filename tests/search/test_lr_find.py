@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import optuna
 import pytest
 
 import spaces
@@ -76,6 +77,27 @@ def test_cli_prints_the_rates_writes_the_plot_and_a_space_copy(
         assert main([*args, "--plot", str(plot), "--write-space", str(target)]) == 2
         assert "the file exists" in capsys.readouterr().err
     assert space_file.read_text() == SPACE
+
+
+def test_cli_takes_a_trials_parameters_from_a_study(
+    space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'lr.db'}"
+    assert main(["run", str(space_file), "--storage", url, "--trials", "1"]) == 0
+    trial = optuna.load_study(study_name="tiny-lr", storage=url).trials[0]
+    capsys.readouterr()
+    plot = tmp_path / "study.png"
+    assert main(["lr-find", "--study", "tiny-lr", "--trial", "0", "--storage", url, "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert f"optimizer={trial.params['optimizer']} " in out and f"layers={trial.params['layers']} " in out
+    assert plot.is_file()
+    for args in (
+        ["lr-find"],
+        ["lr-find", str(space_file), "--study", "tiny-lr"],
+        ["lr-find", str(space_file), "--trial", "0"],
+    ):
+        assert main([*args, "--storage", url]) == 2
+    assert "give either SPACE or --study NAME" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -91,13 +91,14 @@ def test_cli_takes_a_trials_parameters_from_a_study(
     out = capsys.readouterr().out
     assert f"optimizer={trial.params['optimizer']} " in out and f"layers={trial.params['layers']} " in out
     assert plot.is_file()
-    for args in (
-        ["lr-find"],
-        ["lr-find", str(space_file), "--study", "tiny-lr"],
-        ["lr-find", str(space_file), "--trial", "0"],
-    ):
+    for args, message in [
+        (["lr-find"], "give either SPACE or --study NAME"),
+        (["lr-find", str(space_file), "--study", "tiny-lr"], "give either SPACE or --study NAME"),
+        (["lr-find", str(space_file), "--trial", "0"], "--trial needs --study"),
+        (["lr-find", "--study", "tiny-lr", "--trial-params", "layers=1"], "--trial-params is for SPACE"),
+    ]:
         assert main([*args, "--storage", url]) == 2
-    assert "give either SPACE or --study NAME" in capsys.readouterr().err
+        assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

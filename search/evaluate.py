@@ -159,13 +159,16 @@ def evaluate(
     gc.collect()
     keras.utils.set_random_seed(space.seed + chosen.number)  # the trial's own seed
     keras.mixed_precision.set_global_policy("float32")
-    model = build(
-        params,
-        family=space.family,
-        input_shape=ds.input_shape,
-        num_classes=ds.num_classes,
-        pixel_max=ds.pixel_max,
-    )
+    try:
+        model = build(
+            params,
+            family=space.family,
+            input_shape=ds.input_shape,
+            num_classes=ds.num_classes,
+            pixel_max=ds.pixel_max,
+        )
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"impossible configuration: {e}") from e
     epochs, train_size = _fit(model, ds, params, chosen, fit)
     val_accuracy = None
     if fit == "train":  # the trial repeated: its validation accuracy should come back

@@ -186,13 +186,16 @@ def range_test(
     gc.collect()
     keras.utils.set_random_seed(space.seed)
     keras.mixed_precision.set_global_policy("float32")
-    model = build(
-        params,
-        family=space.family,
-        input_shape=dataset.input_shape,
-        num_classes=dataset.num_classes,
-        pixel_max=dataset.pixel_max,
-    )
+    try:
+        model = build(
+            params,
+            family=space.family,
+            input_shape=dataset.input_shape,
+            num_classes=dataset.num_classes,
+            pixel_max=dataset.pixel_max,
+        )
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"impossible configuration: {e}") from e
     sweep = _Sweep(min_lr, (max_lr / min_lr) ** (1.0 / (steps - 1)), int(params["batch_size"]))
     model.fit(
         dataset.x_train,

@@ -173,6 +173,65 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("spaces", help="list the bundled presets")
     sp.set_defaults(func=cmd_spaces)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="retrain a trial, test it once on the test split, save the model and a confusion matrix",
+        description="Retrain the chosen trial with its parameters (on train+validation for its best "
+        "epoch count, or on train exactly as the trial ran), evaluate it once on the test split, print "
+        "test accuracy / loss, the confusion matrix and a per-class precision / recall / F1 table, save "
+        "OUT/STUDY-trialN/model.keras and confusion_matrix.png, and record the test metrics in the "
+        "trial's user attrs. The search itself never reads the test split.",
+    )
+    ev.add_argument("--study", required=True, help="study name")
+    ev.add_argument("--storage", help=url_help)
+    ev.add_argument(
+        "--trial",
+        type=_non_negative_int,
+        help="trial number (default: the best trial; with several "
+        "objectives the Pareto trial best on the first one)",
+    )
+    ev.add_argument(
+        "--fit",
+        default="train+validation",
+        choices=("train+validation", "train"),
+        help=(
+            "train+validation (default): both, for the trial's best_epoch epochs; train: repeat the trial "
+            "as it ran (validation, early stopping with the best epoch restored)"
+        ),
+    )
+    ev.add_argument("--out", default="hpsearch-eval", help="output directory (default: hpsearch-eval)")
+    ev.add_argument("--data-dir", help="directory with dataset files (default: $HPSEARCH_DATA_DIR)")
+    ev.set_defaults(func=cmd_evaluate)
+
+    lr = sub.add_parser(
+        "lr-find",
+        help="learning-rate range test: loss against an exponentially growing rate over one epoch",
+        description="Train one configuration of SPACE for one epoch of its training split while the "
+        "learning rate grows by a constant factor each batch from --min-lr to --max-lr; print the rate "
+        "with the lowest (smoothed) loss and a suggested rate (a tenth of it), save the loss-vs-rate plot, "
+        "and optionally write a copy of SPACE whose optimizer.learning_rate is the suggested log range.",
+    )
+    lr.add_argument("space", metavar="SPACE", nargs="?", help="a space YAML file or a preset name")
+    lr.add_argument("--study", help="instead of SPACE: a study's space and one of its trials' parameters")
+    lr.add_argument("--trial", type=_non_negative_int, help="with --study: the trial (default: the best)")
+    lr.add_argument("--storage", help=url_help)
+    lr.add_argument(
+        "--trial-params",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix parameters, e.g. optimizer=sgd training.batch_size=64 units=[256,128]; every other "
+        "searched parameter takes its first choice, or its default when inside its range (else the low end)",
+    )
+    lr.add_argument("--min-lr", type=_positive_float, default=1e-6, help="first rate (default 1e-6)")
+    lr.add_argument("--max-lr", type=_positive_float, default=10.0, help="last rate (default 10)")
+    lr.add_argument("--plot", help="PNG to write (default: lr-find-SPACENAME.png)")
+    lr.add_argument(
+        "--write-space", metavar="PATH", help="write a copy of SPACE with the suggested range (a new file)"
+    )
+    lr.add_argument("--data-dir", help="directory with dataset files (default: $HPSEARCH_DATA_DIR)")
+    lr.set_defaults(func=cmd_lr_find)
     return p
 
 
@@ -458,6 +517,64 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     width = max(map(len, presets))
     for name, description in presets.items():
         print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from search.evaluate import evaluate, format_evaluation
+
+    store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
+    from search.native import quiet_native_stderr
+
+    with quiet_native_stderr(enabled=not args.debug):  # TensorFlow's start-up chatter stays hidden
+        result = evaluate(
+            store, args.study, trial=args.trial, out_dir=args.out, fit=args.fit, data_dir=args.data_dir
+        )
+    print(format_evaluation(result))
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from search.native import quiet_native_stderr
+
+    if (args.space is None) == (args.study is None):
+        raise ConfigError("lr-find: give either SPACE or --study NAME")
+    if args.study is None and args.trial is not None:
+        raise ConfigError("lr-find: --trial needs --study")
+    if args.study is not None and args.trial_params:
+        raise ConfigError("lr-find: --trial-params is for SPACE; --study takes the trial's parameters")
+    space = spaces.load(args.space) if args.space is not None else None
+    with quiet_native_stderr(enabled=not args.debug):
+        from search import lr_find
+
+        if space is None:
+            from search.evaluate import choose_trial, trial_params
+            from search.study import load_space
+
+            store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
+            space = load_space(store, args.study)
+            trial = choose_trial(optuna.load_study(study_name=args.study, storage=store), args.trial)
+            params = trial_params(trial)
+        else:
+            params = lr_find.pick_params(space, lr_find.parse_overrides(args.trial_params))
+        dataset = _load_data(space, args.data_dir)
+        found = lr_find.range_test(space, dataset, params, min_lr=args.min_lr, max_lr=args.max_lr)
+    shown = " ".join(
+        f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in params.items() if k != "learning_rate"
+    )
+    stopped = " (stopped: the loss diverged)" if found.stopped_early else ""
+    print(
+        f"{space.name}: {len(found.losses)} batches, rate {found.min_lr:g} .. {found.rates[-1]:.3g}{stopped}"
+    )
+    print(f"configuration: {shown}")
+    print(
+        f"lowest loss at learning rate {found.best:.3g}; suggested learning rate {found.suggested:.3g} "
+        f"(range {found.low:.3g} .. {found.high:.3g})"
+    )
+    title = f"{space.name}: learning-rate range test"
+    print(f"plot: {lr_find.plot(found, args.plot or f'lr-find-{space.name}.png', title=title)}")
+    if args.write_space:
+        print(f"space with the suggested range: {lr_find.write_space(space, found, args.write_space)}")
     return 0
 
 

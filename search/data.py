@@ -1,8 +1,11 @@
 """Dataset registry and loaders: bundled digits, MNIST and Fashion-MNIST from local files or Keras.
 
-Only the training split of a dataset is read; a fixed, seeded part of it becomes the validation
-set. Images keep their raw pixel scale (the model rescales by ``pixel_max``). Loaded datasets are
-cached per process and their arrays are read-only, so every trial of a worker shares one copy.
+The search reads only the training split of a dataset; a fixed, seeded part of it becomes the
+validation set. The test split is read only by :func:`load_test` (``hpsearch evaluate``). The
+bundled digits have no test split of their own: a fixed 20 % of them (independent of any space's
+seed) is held out as one and never appears in :func:`load_dataset`. Images keep their raw pixel
+scale (the model rescales by ``pixel_max``). Loaded datasets are cached per process and their
+arrays are read-only, so every trial of a worker shares one copy.
 
 Where MNIST / Fashion-MNIST come from, first match wins: ``data_dir`` (else ``$HPSEARCH_DATA_DIR``),
 Debian's ``dataset-fashion-mnist`` files, Keras' download cache, then a Keras download unless
@@ -11,7 +14,9 @@ Debian's ``dataset-fashion-mnist`` files, Keras' download cache, then a Keras do
 Example:
     >>> ds = load_dataset("digits", validation_fraction=0.2, limit=100)
     >>> ds.input_shape, len(ds.x_train), len(ds.x_val), ds.pixel_max
-    ((8, 8, 1), 100, 359, 16.0)
+    ((8, 8, 1), 100, 287, 16.0)
+    >>> len(load_test("digits").y)
+    360
 """
 
 from __future__ import annotations
@@ -30,13 +35,18 @@ from numpy.typing import NDArray
 
 from search.errors import ConfigError, DataError
 
-__all__ = ["DATASETS", "Dataset", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "TestSet", "load_dataset", "load_test"]
 
 DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion_mnist")
 
 _IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 _LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
-_IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+_IDX = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_DIGITS_TEST_SEED = 20_260_801  # fixed: the digits test split never depends on a space's seed
+_DIGITS_TEST_SIZE = 360  # 20 % of the 1797 digits
 _SUBDIRS = {"mnist": ("mnist",), "fashion_mnist": ("fashion_mnist", "fashion-mnist")}
 _DEBIAN_DIRS = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
 _KERAS_CACHE = {"mnist": "mnist.npz", "fashion_mnist": "fashion-mnist"}
@@ -76,6 +86,42 @@ class Dataset:
         return int(height), int(width), int(channels)
 
 
+@dataclass(frozen=True, eq=False)
+class TestSet:
+    """A dataset's test split: images ``x`` (raw pixel scale, ``(n, H, W, 1)``) and labels ``y``."""
+
+    name: str
+    x: NDArray[np.float32] = field(repr=False)
+    y: NDArray[np.int32] = field(repr=False)
+    num_classes: int
+    pixel_max: float
+    source: str
+
+
+def load_test(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> TestSet:
+    """Loads a dataset's test split (the 10,000 ``t10k`` images; digits: the fixed held-out 360).
+
+    The search never calls this; only the final evaluation of a chosen trial does.
+
+    Raises:
+        ConfigError: Unknown name.
+        DataError: No test files found, or a data file is corrupt.
+    """
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
+    if name == "digits":
+        images, labels, source = _load_digits("test")
+        pixel_max = 16.0
+    else:
+        images, labels, source = _load_28x28(name, data_dir, "test")
+        pixel_max = 255.0
+    if images.ndim != 3 or len(images) != len(labels):
+        raise DataError(f"{source}: {len(images)} images ({images.shape[1:]}), {len(labels)} labels")
+    return TestSet(
+        name, images.astype(np.float32)[..., np.newaxis], labels.astype(np.int32), 10, pixel_max, source
+    )
+
+
 @functools.lru_cache(maxsize=4)
 def load_dataset(
     name: str,
@@ -108,7 +154,7 @@ def load_dataset(
 
     Example:
         >>> load_dataset("digits", seed=1).x_val.shape
-        (180, 8, 8, 1)
+        (144, 8, 8, 1)
     """
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
@@ -117,10 +163,10 @@ def load_dataset(
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit must be an integer >= 1, got {limit!r}")
     if name == "digits":
-        images, labels, source = _load_digits()
+        images, labels, source = _load_digits("train")
         pixel_max = 16.0
     else:
-        images, labels, source = _load_28x28(name, data_dir)
+        images, labels, source = _load_28x28(name, data_dir, "train")
         pixel_max = 255.0
     return _split(name, images, labels, source, pixel_max, validation_fraction, limit, seed)
 
@@ -153,60 +199,63 @@ def _split(
     return Dataset(name, x_train, y_train, x_val, y_val, 10, pixel_max, source)
 
 
-def _load_digits() -> _Raw:
+def _load_digits(split: str) -> _Raw:
     from sklearn.datasets import load_digits  # lazy: scikit-learn is slow to import
 
     bunch = load_digits()
-    return np.asarray(bunch.images), np.asarray(bunch.target), "scikit-learn digits (bundled)"
+    images, labels = np.asarray(bunch.images), np.asarray(bunch.target)
+    order = np.random.default_rng(_DIGITS_TEST_SEED).permutation(len(labels))
+    keep = np.sort(order[:_DIGITS_TEST_SIZE] if split == "test" else order[_DIGITS_TEST_SIZE:])
+    return images[keep], labels[keep], "scikit-learn digits (bundled)"
 
 
-def _load_28x28(name: str, data_dir: str | os.PathLike[str] | None) -> _Raw:
+def _load_28x28(name: str, data_dir: str | os.PathLike[str] | None, split: str) -> _Raw:
     looked: list[str] = []
     env_dir = os.environ.get("HPSEARCH_DATA_DIR")
     if data_dir is not None or env_dir:
         directory = Path(data_dir if data_dir is not None else str(env_dir)).expanduser()
         looked.append(f"{'data_dir' if data_dir is not None else '$HPSEARCH_DATA_DIR'} {directory}")
         folders = [directory, *(directory / sub for sub in _SUBDIRS[name])]
-        found = _from_folders(folders, idx=True, npz=name == "mnist")
+        found = _from_folders(folders, split, idx=True, npz=name == "mnist")
         if found is not None:
             return found
     else:
         looked.append("$HPSEARCH_DATA_DIR (unset)")
     if name in _DEBIAN_DIRS:
         looked.append(str(_DEBIAN_DIRS[name]))
-        found = _from_folders([_DEBIAN_DIRS[name]], idx=True, npz=False)
+        found = _from_folders([_DEBIAN_DIRS[name]], split, idx=True, npz=False)
         if found is not None:
             return found
     cache = Path(os.environ.get("KERAS_HOME") or Path("~/.keras").expanduser()) / "datasets"
     if name == "mnist":
         looked.append(str(cache / "mnist.npz"))
-        found = _from_folders([cache], idx=False, npz=True)
+        found = _from_folders([cache], split, idx=False, npz=True)
     else:
         looked.append(str(cache / "fashion-mnist"))
-        found = _from_folders([cache / "fashion-mnist"], idx=True, npz=False)
+        found = _from_folders([cache / "fashion-mnist"], split, idx=True, npz=False)
     if found is not None:
         return found
     if os.environ.get("HPSEARCH_OFFLINE", "").strip().lower() in _TRUE:
         download = "download disabled (HPSEARCH_OFFLINE=1)"
     else:
         try:
-            return _download(name)
+            return _download(name, split)
         except Exception as e:  # any failure (no network, bad cache) falls through to the report
             reason = (str(e).splitlines() or [""])[0][:200]
             download = f"download failed ({type(e).__name__}: {reason})"
     raise DataError(
         f"{name}: no data found; looked in {', '.join(looked)}; {download}. "
         + ("Install Debian's dataset-fashion-mnist, or put" if name == "fashion_mnist" else "Put")
-        + f" {_IDX_NAMES[0]}.gz and {_IDX_NAMES[1]}.gz"
+        + f" {_IDX[split][0]}.gz and {_IDX[split][1]}.gz"
         + (" (or mnist.npz)" if name == "mnist" else "")
         + " in a directory and pass --data-dir DIR (or set HPSEARCH_DATA_DIR)."
     )
 
 
-def _from_folders(folders: list[Path], *, idx: bool, npz: bool) -> _Raw | None:
-    """Loads the first folder's IDX pair (or ``mnist.npz``) found; ``None`` if there is none."""
+def _from_folders(folders: list[Path], split: str, *, idx: bool, npz: bool) -> _Raw | None:
+    """Loads the first folder's IDX pair (or ``mnist.npz``) of ``split``; ``None`` if there is none."""
     for folder in folders:
-        pair = [_first_existing(folder, base) for base in _IDX_NAMES]
+        pair = [_first_existing(folder, base) for base in _IDX[split]]
         if idx and pair[0] is not None and pair[1] is not None:
             images = _read_idx(pair[0], _IMAGES_MAGIC, ndim=3)
             labels = _read_idx(pair[1], _LABELS_MAGIC, ndim=1)
@@ -214,7 +263,7 @@ def _from_folders(folders: list[Path], *, idx: bool, npz: bool) -> _Raw | None:
                 raise DataError(f"{folder}: {len(images)} images but {len(labels)} labels")
             return images, labels, str(folder)
         if npz and (folder / "mnist.npz").is_file():
-            return _read_npz(folder / "mnist.npz")
+            return _read_npz(folder / "mnist.npz", split)
     return None
 
 
@@ -245,18 +294,19 @@ def _read_idx(path: Path, magic: int, *, ndim: int) -> NDArray[np.uint8]:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _read_npz(path: Path) -> _Raw:
-    """Reads ``x_train`` / ``y_train`` from a Keras-format ``mnist.npz`` (the test arrays stay unread)."""
+def _read_npz(path: Path, split: str) -> _Raw:
+    """Reads ``x_{split}`` / ``y_{split}`` from a Keras-format ``mnist.npz`` (the other split unread)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return np.asarray(npz["x_train"]), np.asarray(npz["y_train"]), str(path)
+            return np.asarray(npz[f"x_{split}"]), np.asarray(npz[f"y_{split}"]), str(path)
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(f"{path}: not a readable mnist.npz with x_train and y_train: {e}") from e
+        raise DataError(f"{path}: not a readable mnist.npz with x_{split} and y_{split}: {e}") from e
 
 
-def _download(name: str) -> _Raw:
+def _download(name: str, split: str) -> _Raw:
     import keras  # lazy: TensorFlow is slow to import and only needed here
 
     module = keras.datasets.mnist if name == "mnist" else keras.datasets.fashion_mnist
-    (x_train, y_train), _ = module.load_data()
-    return np.asarray(x_train), np.asarray(y_train), f"keras.datasets.{name} download"
+    train, test = module.load_data()
+    x, y = train if split == "train" else test
+    return np.asarray(x), np.asarray(y), f"keras.datasets.{name} download"

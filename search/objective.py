@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from search.data import Dataset
     from spaces import Space
 
-__all__ = ["Objective", "describe_device"]
+__all__ = ["Objective", "best_epoch", "describe_device"]
 
 
 def describe_device() -> str:
@@ -38,9 +38,10 @@ class Objective:
     """Trains one Keras model per trial and returns the space's objective values.
 
     Every finished trial records user attrs: ``val_accuracy``, ``val_loss``, ``accuracy``,
-    ``loss``, ``train_seconds`` (``model.fit`` only), ``epochs_run``, ``params`` (every
-    hyperparameter, fixed ones included), ``param_count``, ``flops`` (forward, per sample),
-    ``device`` and ``curves`` (per-epoch metrics). A failed trial also records ``fail_reason``.
+    ``loss``, ``train_seconds`` (``model.fit`` only), ``epochs_run``, ``best_epoch`` (the epoch
+    whose weights and metrics are kept), ``params`` (every hyperparameter, fixed ones included),
+    ``param_count``, ``flops`` (forward, per sample), ``device`` and ``curves`` (per-epoch
+    metrics). A failed trial also records ``fail_reason``.
     """
 
     def __init__(
@@ -147,6 +148,7 @@ class Objective:
             if key in metrics:
                 trial.set_user_attr(key, metrics[key])
         trial.set_user_attr("epochs_run", recorder.epochs)
+        trial.set_user_attr("best_epoch", best_epoch(recorder.curves, params["patience"] > 0))
         trial.set_user_attr("curves", recorder.curves)
         artifacts.record(trial, model, recorder.curves)  # dashboard: curves PNG + model summary
 
@@ -194,13 +196,25 @@ def _final_metrics(recorder: CurveRecorder, restored_best: bool) -> dict[str, fl
     curves = recorder.curves
     if not curves["val_loss"]:
         return {}
-    losses = np.asarray(curves["val_loss"], dtype=float)
-    i = int(np.nanargmin(losses)) if restored_best and np.isfinite(losses).any() else len(losses) - 1
+    i = best_epoch(curves, restored_best) - 1
     return {
         key: curves[key][i]
         for key in ("val_accuracy", "val_loss", "accuracy", "loss")
         if len(curves[key]) > i
     }
+
+
+def best_epoch(curves: dict[str, list[float]], restored_best: bool) -> int:
+    """The epoch (1-based) whose weights training leaves behind; 0 when no epoch finished.
+
+    Keras 3's ``EarlyStopping(restore_best_weights=True)`` restores the first epoch with the
+    lowest ``val_loss`` at the end of training, also when training ran all its epochs without
+    stopping early; without it the last epoch's weights stay.
+    """
+    losses = np.asarray(curves["val_loss"], dtype=float)
+    if restored_best and np.isfinite(losses).any():
+        return int(np.nanargmin(losses)) + 1
+    return len(losses)
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -71,10 +71,11 @@ def test_digits_shapes_dtypes_and_split_sizes() -> None:
     assert ds.name == "digits" and ds.num_classes == 10 and ds.pixel_max == 16.0
     assert ds.input_shape == (8, 8, 1)
     assert ds.source == "scikit-learn digits (bundled)"
-    assert len(ds.x_val) == round(1797 * 0.2) == 359
-    assert ds.x_train.shape == (1797 - 359, 8, 8, 1) and ds.x_val.shape == (359, 8, 8, 1)
+    # 1797 digits minus the fixed 360-image test split
+    assert len(ds.x_val) == round(1437 * 0.2) == 287
+    assert ds.x_train.shape == (1437 - 287, 8, 8, 1) and ds.x_val.shape == (287, 8, 8, 1)
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32 and ds.y_val.dtype == np.int32
-    assert ds.y_train.shape == (1438,)
+    assert ds.y_train.shape == (1150,)
     assert ds.x_train.min() == 0.0 and ds.x_train.max() == 16.0  # raw scale, not normalized
     assert set(np.unique(np.concatenate([ds.y_train, ds.y_val]))) == set(range(10))
 
@@ -291,4 +292,43 @@ def test_bad_limit(limit: object) -> None:
 
 def test_boundary_arguments_are_accepted() -> None:
     ds = load_dataset("digits", validation_fraction=0.5, limit=1)
-    assert len(ds.x_train) == 1 and len(ds.x_val) == round(1797 * 0.5)
+    assert len(ds.x_train) == 1 and len(ds.x_val) == round(1437 * 0.5)
+
+
+# --- the test split (read only by `hpsearch evaluate`) ----------------------------------------
+
+
+def test_digits_test_split_is_fixed_held_out_and_independent_of_the_seed() -> None:
+    test = data.load_test("digits")
+    assert test.x.shape == (360, 8, 8, 1) and test.y.shape == (360,) and test.pixel_max == 16.0
+    assert set(np.unique(test.y)) == set(range(10))
+    held_out = {row.tobytes() for row in test.x}
+    for seed in (0, 1, 42):
+        ds = load_dataset("digits", validation_fraction=0.2, seed=seed)
+        seen = {row.tobytes() for row in np.concatenate([ds.x_train, ds.x_val])}
+        assert len(seen) == 1437 and not seen & held_out  # the 1797 digit images are all distinct
+    assert data.load_test("digits").x.tobytes() == test.x.tobytes()
+
+
+def test_test_split_from_idx_and_npz(tmp_path: Path) -> None:
+    images, labels = synthetic(12)
+    write_idx(tmp_path / "idx" / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "idx" / "t10k-labels-idx1-ubyte.gz", labels)
+    test = data.load_test("fashion_mnist", data_dir=tmp_path / "idx")
+    assert test.x.shape == (12, 4, 4, 1) and test.y.tolist() == (np.arange(12) % 10).tolist()
+    save_npz(tmp_path / "npz" / "mnist.npz")
+    assert indices(data.load_test("mnist", data_dir=tmp_path / "npz").x) == [0, 1, 2]
+
+
+def test_missing_test_split_names_the_t10k_files(tmp_path: Path) -> None:
+    write_pair(tmp_path)  # train files only
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz and t10k-labels-idx1-ubyte\.gz"):
+        data.load_test("mnist", data_dir=tmp_path)
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_fashion_mnist_test_split_from_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(data._DEBIAN_DIRS, "fashion_mnist", DEBIAN_FASHION)
+    test = data.load_test("fashion_mnist")
+    assert test.x.shape == (10_000, 28, 28, 1)
+    assert np.bincount(test.y).tolist() == [1_000] * 10

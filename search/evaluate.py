@@ -1,0 +1,365 @@
+"""Final evaluation of one trial on the test split: retrain, test once, report, save the model.
+
+The search never reads the test split; this is the one place that does, after the search, for
+a trial the user picked (the best trial, or one of the Pareto front).
+
+Example:
+    >>> import optuna, storage
+    >>> store = storage.open_storage("sqlite:///hpsearch.db")  # doctest: +SKIP
+    >>> result = evaluate(store, "quickstart", out_dir="eval")  # doctest: +SKIP
+    >>> result.confusion.sum() == result.test_size  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import optuna
+from numpy.typing import NDArray
+from optuna.trial import FrozenTrial, TrialState
+
+from search.errors import ConfigError, HPSearchError
+
+if TYPE_CHECKING:
+    from search.data import Dataset
+    from spaces import Space
+
+__all__ = [
+    "CLASS_NAMES",
+    "FITS",
+    "Evaluation",
+    "choose_trial",
+    "chosen_epochs",
+    "evaluate",
+    "format_evaluation",
+    "trial_params",
+]
+
+FITS = ("train+validation", "train")
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    "mnist": tuple(str(i) for i in range(10)),
+    "digits": tuple(str(i) for i in range(10)),
+}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What :func:`evaluate` measured and wrote."""
+
+    study: str
+    trial: int
+    fit: str  # "train+validation" or "train"
+    epochs: int
+    train_size: int
+    test_size: int
+    test_source: str
+    test_accuracy: float
+    test_loss: float
+    confusion: NDArray[np.int64] = field(repr=False)  # rows: true class, columns: predicted
+    class_names: tuple[str, ...]
+    report: str  # scikit-learn's per-class precision / recall / F1 table
+    per_class: dict[str, Any] = field(repr=False)
+    model_path: Path
+    plot_path: Path
+    val_accuracy: float | None = None  # --fit train: the retrained model on the validation split
+    recorded_val_accuracy: float | None = None  # what the trial recorded for it
+
+
+def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    """Trial ``number``, or by default the best trial (multi-objective: the Pareto trial that is
+    best on the first objective)."""
+    from search.report import best_trials
+
+    if number is None:
+        best = best_trials(study)
+        if not best:
+            raise HPSearchError(f"study {study.study_name!r} has no completed trial to evaluate")
+        return best[0]
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise ConfigError(f"--trial {number}: study {study.study_name!r} has trials 0..{len(trials) - 1}")
+    trial = trials[number]
+    if trial.state != TrialState.COMPLETE:
+        raise ConfigError(f"--trial {number}: the trial is {trial.state.name}, not COMPLETE")
+    return trial
+
+
+def trial_params(trial: FrozenTrial) -> dict[str, Any]:
+    """Every hyperparameter the trial trained with (per-layer values back as tuples)."""
+    params = trial.user_attrs.get("params")
+    if not isinstance(params, dict):
+        raise HPSearchError(f"trial {trial.number} has no recorded params; it was not run by hpsearch")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+
+
+def evaluate(
+    store: optuna.storages.BaseStorage,
+    study_name: str,
+    *,
+    trial: int | None = None,
+    out_dir: str | Path = "hpsearch-eval",
+    fit: str = "train+validation",
+    data_dir: str | None = None,
+) -> Evaluation:
+    """Retrain a trial, evaluate it once on the test split, save the model and the matrix image.
+
+    ``fit="train+validation"`` trains on both for the trial's ``best_epoch`` epochs (the epoch
+    whose weights the search kept and scored); ``fit="train"`` repeats the trial as it ran (same
+    data, seed, epochs and early stopping), so the saved model is the one that was scored. The
+    test metrics are recorded in the trial's user attrs (``test_accuracy``, ``test_loss``, ...).
+
+    Raises:
+        ConfigError: unknown trial or fit, or an output directory that is a file.
+        HPSearchError: the study has no completed trial, or the test data is missing.
+    """
+    import keras
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    from search.data import load_dataset, load_test
+    from search.models import build
+    from search.study import load_space
+
+    if fit not in FITS:
+        raise ConfigError(f"--fit: expected one of {', '.join(FITS)}, got {fit!r}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    space = load_space(store, study_name)
+    study = optuna.load_study(study_name=study_name, storage=store)
+    chosen = choose_trial(study, trial)
+    params = trial_params(chosen)
+    ds = load_dataset(
+        space.dataset.name,
+        data_dir=data_dir,
+        validation_fraction=space.dataset.validation_fraction,
+        limit=space.dataset.limit,
+        seed=space.seed,
+    )
+    test = load_test(space.dataset.name, data_dir=data_dir)
+
+    keras.backend.clear_session()
+    gc.collect()
+    keras.utils.set_random_seed(space.seed + chosen.number)  # the trial's own seed
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        model = build(
+            params,
+            family=space.family,
+            input_shape=ds.input_shape,
+            num_classes=ds.num_classes,
+            pixel_max=ds.pixel_max,
+        )
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"impossible configuration: {e}") from e
+    epochs, train_size = _fit(model, ds, params, chosen, fit)
+    val_accuracy = None
+    if fit == "train":  # the trial repeated: its validation accuracy should come back
+        val_accuracy = float(model.evaluate(ds.x_val, ds.y_val, verbose=0)[1])
+    test_loss, test_accuracy = (float(v) for v in model.evaluate(test.x, test.y, verbose=0))
+    predicted = np.argmax(model.predict(test.x, verbose=0), axis=1)
+    labels = list(range(test.num_classes))
+    names = CLASS_NAMES.get(space.dataset.name, tuple(str(i) for i in labels))
+    matrix = confusion_matrix(test.y, predicted, labels=labels)
+    report = classification_report(
+        test.y, predicted, labels=labels, target_names=names, digits=4, zero_division=0
+    )
+    per_class = classification_report(
+        test.y, predicted, labels=labels, target_names=names, output_dict=True, zero_division=0
+    )
+
+    target = out / f"{study_name}-trial{chosen.number}"
+    target.mkdir(parents=True, exist_ok=True)
+    model_path = target / "model.keras"
+    model.save(model_path)
+    plot_path = _plot_confusion(matrix, names, target / "confusion_matrix.png", title=_title(space, chosen))
+    result = Evaluation(
+        study=study_name,
+        trial=chosen.number,
+        fit=fit,
+        epochs=epochs,
+        train_size=train_size,
+        test_size=len(test.y),
+        test_source=test.source,
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        confusion=matrix,
+        class_names=names,
+        report=str(report),
+        per_class=dict(per_class),
+        model_path=model_path,
+        plot_path=plot_path,
+        val_accuracy=val_accuracy,
+        recorded_val_accuracy=chosen.user_attrs.get("val_accuracy"),
+    )
+    (target / "evaluation.json").write_text(json.dumps(_attrs(result), indent=2))
+    _record(store, study, chosen, _attrs(result))
+    return result
+
+
+def _fit(model: Any, ds: Dataset, params: dict[str, Any], trial: FrozenTrial, fit: str) -> tuple[int, int]:
+    """Train as ``fit`` says; the epochs run and the number of training images."""
+    import keras
+
+    if fit == "train":
+        callbacks = []
+        if params["patience"] > 0:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=params["patience"], restore_best_weights=True
+                )
+            )
+        history = model.fit(
+            ds.x_train,
+            ds.y_train,
+            batch_size=params["batch_size"],
+            epochs=params["epochs"],
+            validation_data=(ds.x_val, ds.y_val),
+            callbacks=callbacks,
+            verbose=0,
+        )
+        return len(history.epoch), len(ds.y_train)
+    epochs = int(chosen_epochs(trial, params))
+    x = np.concatenate([ds.x_train, ds.x_val])
+    y = np.concatenate([ds.y_train, ds.y_val])
+    model.fit(x, y, batch_size=params["batch_size"], epochs=epochs, shuffle=True, verbose=0)
+    return epochs, len(y)
+
+
+def chosen_epochs(trial: FrozenTrial, params: dict[str, Any]) -> int:
+    """Epochs to retrain: the trial's ``best_epoch`` (worked out from its curves for trials
+    recorded before that attr existed), else its budget."""
+    from search.objective import best_epoch
+
+    value = trial.user_attrs.get("best_epoch")
+    if isinstance(value, int) and value > 0:
+        return value
+    curves = trial.user_attrs.get("curves")
+    if isinstance(curves, dict) and curves.get("val_loss"):
+        return best_epoch(curves, params["patience"] > 0)
+    return int(params["epochs"])
+
+
+def _title(space: Space, trial: FrozenTrial) -> str:
+    return f"{space.name}: trial {trial.number} on the {space.dataset.name} test split"
+
+
+def _plot_confusion(matrix: NDArray[np.int64], names: tuple[str, ...], path: Path, *, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ConfusionMatrixDisplay(matrix, display_labels=list(names)).plot(
+        ax=ax, colorbar=False, xticks_rotation=45, values_format="d"
+    )
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _attrs(result: Evaluation) -> dict[str, Any]:
+    """The trial user attrs that record an evaluation (JSON)."""
+    return {
+        "test_accuracy": result.test_accuracy,
+        "test_loss": result.test_loss,
+        "test_confusion_matrix": result.confusion.tolist(),
+        "test_per_class": {
+            name: {k: float(v) for k, v in result.per_class[name].items()} for name in result.class_names
+        },
+        "test_fit": f"{result.fit}, {result.epochs} epochs, {result.train_size} images",
+        "test_model": str(result.model_path),
+    }
+
+
+def _record(
+    store: optuna.storages.BaseStorage, study: optuna.Study, trial: FrozenTrial, attrs: dict[str, Any]
+) -> None:
+    """Store ``attrs`` in the finished trial's user attrs.
+
+    Optuna's API refuses to change a finished trial, so on SQLite / PostgreSQL the rows are
+    written through Optuna's own ORM models; other storages (journal, gRPC) get a study user
+    attr ``hpsearch:test:trial N`` instead.
+    """
+    if not isinstance(store, optuna.storages.RDBStorage):
+        study.set_user_attr(f"hpsearch:test:trial {trial.number}", attrs)
+        return
+    from optuna.storages._rdb import models
+
+    trial_id = store.get_trial_id_from_study_id_trial_number(study._study_id, trial.number)
+    session = store.scoped_session()
+    try:
+        for key, value in attrs.items():
+            row = (
+                session.query(models.TrialUserAttributeModel)
+                .filter_by(trial_id=trial_id, key=key)
+                .one_or_none()
+            )
+            if row is None:
+                session.add(
+                    models.TrialUserAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value))
+                )
+            else:
+                row.value_json = json.dumps(value)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def format_evaluation(result: Evaluation) -> str:
+    """The text ``hpsearch evaluate`` prints: metrics, confusion matrix, per-class report, files."""
+    names = result.class_names
+    width = max(5, *(len(str(v)) for v in result.confusion.flat)) + 1
+    short = [n[: width - 1] for n in names]
+    label_w = max(map(len, names))
+    lines = [
+        f"trial {result.trial} of study {result.study!r}: retrained on {result.fit} "
+        f"({result.train_size} images, {result.epochs} epochs); test split: {result.test_size} images "
+        f"({result.test_source})",
+        f"test_accuracy={result.test_accuracy:.4f} test_loss={result.test_loss:.4f}",
+        *(
+            [
+                f"validation accuracy of the retrained model {result.val_accuracy:.4f} "
+                f"(the trial recorded {result.recorded_val_accuracy:.4f})"
+            ]
+            if result.val_accuracy is not None and result.recorded_val_accuracy is not None
+            else []
+        ),
+        "",
+        "confusion matrix (rows: true class, columns: predicted class):",
+        " " * label_w + "".join(s.rjust(width) for s in short),
+    ]
+    for name, row in zip(names, result.confusion, strict=True):
+        lines.append(name.rjust(label_w) + "".join(str(int(v)).rjust(width) for v in row))
+    lines += [
+        "",
+        result.report.rstrip(),
+        "",
+        f"model: {result.model_path}",
+        f"confusion matrix: {result.plot_path}",
+    ]
+    return "\n".join(lines)

@@ -29,6 +29,8 @@ def _command(study: str, index: int, args: argparse.Namespace) -> list[str]:
         cmd += ["--timeout", str(args.timeout)]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
+    if getattr(args, "hypermodel", None):
+        cmd += ["--hypermodel", args.hypermodel]
     return cmd
 
 

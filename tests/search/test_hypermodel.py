@@ -215,3 +215,10 @@ def test_a_hypermodel_class_with_conditional_parameters(tmp_path: Path) -> None:
     by_hidden = {t.params["hidden"]: t.params for t in _study(url).get_trials() if "hidden" in t.params}
     assert by_hidden[True] == {"hidden": True, "units": 16}
     assert by_hidden[False] == {"hidden": False}  # `units` exists only under hidden=True
+
+
+def test_local_workers_get_the_file_this_run_named(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    assert main(["run", str(_space(tmp_path)), "--storage", url, "--workers", "2"]) == 0
+    trials = _study(url).get_trials()
+    assert len(trials) == 2 and all(t.state.is_finished() and "units" in t.params for t in trials)

@@ -64,7 +64,7 @@ class OptunaHyperParameters(kt.HyperParameters):
         trial: the Optuna trial to sample from; ``None`` gives KerasTuner's defaults.
     """
 
-    def __init__(self, trial: optuna.Trial | None) -> None:
+    def __init__(self, trial: optuna.Trial | None = None) -> None:
         super().__init__()
         self.trial = trial
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
+from wsgiref.util import setup_testing_defaults
 
 import optuna
+import optuna_dashboard
 import pytest
 
 import spaces
@@ -104,6 +108,22 @@ def test_the_tutorial_hypermodel_runs_a_study(tmp_path: Path, objectives: str) -
         assert t.user_attrs["params"]["units"] == t.params["units"]
         assert t.user_attrs["flops"] > 0  # counted inside the hypermodel's nested model
         assert 1 <= len(t.user_attrs["curves"]["val_accuracy"]) <= 2
+    # optuna-dashboard's own app (its WSGI API, no server) shows them under the same names
+    (summary,) = _dashboard(url, "/api/studies")["study_summaries"]
+    shown = _dashboard(url, f"/api/studies/{summary['study_id']}")
+    assert {p["name"] for p in shown["union_search_space"]} == {"units", "learning_rate"}
+    assert [p["name"] for p in shown["trials"][0]["params"]] == ["units", "learning_rate"]
+
+
+def _dashboard(url: str, path: str) -> Any:
+    environ: dict[str, Any] = {}
+    setup_testing_defaults(environ)
+    environ["PATH_INFO"] = path
+    status: list[str] = []
+    app = optuna_dashboard.wsgi(storage.open_storage(url))
+    body = b"".join(app(environ, lambda code, headers, exc=None: status.append(code)))
+    assert status == ["200 OK"], status
+    return json.loads(body)
 
 
 def test_a_worker_runs_only_its_own_matching_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,8 +15,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import hashlib
 import sys
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,14 +61,18 @@ def load_builder(ref: HypermodelRef) -> Builder:
         return _BUILDERS[key]
     import keras_tuner as kt
 
+    try:
+        source = Path(ref.file).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"hypermodel {ref.file}: cannot read: {e}") from e
+    if hashlib.sha256(source).hexdigest() != ref.sha256:  # run exactly the bytes that were checked
+        raise ConfigError(f"hypermodel {ref.file}: changed since it was checked; run again")
     module_name = f"hpsearch_hypermodel_{ref.sha256[:16]}"
-    spec = importlib.util.spec_from_file_location(module_name, ref.file)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"hypermodel {ref.file}: cannot be imported as a Python file")
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(module_name)
+    module.__file__ = ref.file
     sys.modules[module_name] = module  # dataclasses and pickling look modules up here
     try:
-        spec.loader.exec_module(module)
+        exec(compile(source, ref.file, "exec"), module.__dict__)
     except Exception as e:  # the user's module: any error is theirs, reported in one line
         del sys.modules[module_name]
         raise ConfigError(f"hypermodel {ref.file}: importing it failed: {type(e).__name__}: {e}") from e

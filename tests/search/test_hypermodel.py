@@ -66,6 +66,10 @@ def test_the_space_resolves_and_hashes_the_file_next_to_it(tmp_path: Path) -> No
     assert stored.hypermodel is not None and stored.hypermodel.file is None
     with pytest.raises(ConfigError, match="not bound to a local file"):
         load_builder(stored.hypermodel)
+    # only the bytes that were hashed ever run
+    (tmp_path / "hm" / "tutorial.py").write_text("raise SystemExit('must not run')\n")
+    with pytest.raises(ConfigError, match="changed since it was checked"):
+        load_builder(ref)
 
 
 @pytest.mark.parametrize(

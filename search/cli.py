@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
         "--index", type=_non_negative_int, help="worker index, for seeding (default: the process id)"
     )
     w.add_argument("--data-dir", help="directory with dataset files (default: $HPSEARCH_DATA_DIR)")
+    w.add_argument(
+        "--hypermodel", metavar="FILE.py:NAME", help="your copy of the study's KerasTuner hypermodel"
+    )
     _worker_options(w)
     w.set_defaults(func=cmd_worker)
 
@@ -281,8 +284,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             "(raise --trials to run more)"
         )
     if args.workers > 1:
+        from search.hypermodel import worker_argument
         from search.launcher import launch
 
+        args.hypermodel = worker_argument(space)  # the workers import the file this run named
         code = launch(study.study_name, url, args)
     else:
         code = _work(study, space, dataset, store, url, args)
@@ -373,11 +378,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from search.hypermodel import bind_worker
     from search.study import load_space, open_study
 
     url = storage.resolve(args.storage)
     store = _open(url, args, create=False)
     space = load_space(store, args.study)
+    attrs = store.get_study_user_attrs(store.get_study_id_from_name(args.study))
+    space = bind_worker(space, attrs, args.study, args.hypermodel)  # never a path read from the study
     dataset = _load_data(space, args.data_dir)
     index = os.getpid() if args.index is None else args.index
     study = open_study(space, store, args.study, worker=index)

@@ -31,6 +31,8 @@ def _command(study: str, index: int, args: argparse.Namespace) -> list[str]:
         cmd += ["--data-dir", args.data_dir]
     if args.artifacts:
         cmd += ["--artifacts", args.artifacts]
+    if getattr(args, "hypermodel", None):
+        cmd += ["--hypermodel", args.hypermodel]
     return cmd
 
 

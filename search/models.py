@@ -143,7 +143,9 @@ def count_flops(model: keras.Model) -> int:
     """
     total = 0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense):
+        if isinstance(layer, keras.Model):  # a nested model, e.g. a KerasTuner hypermodel's
+            total += count_flops(layer)
+        elif isinstance(layer, keras.layers.Dense):
             fan_in = int(layer.input.shape[-1])
             total += 2 * fan_in * layer.units + (layer.units if layer.use_bias else 0)
         elif isinstance(layer, keras.layers.Conv2D):

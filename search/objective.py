@@ -15,7 +15,8 @@ from search import artifacts
 from search.callbacks import CurveRecorder, NanGuard, StopWhen
 from search.devices import Placement, as_dict
 from search.errors import TrialFailed, WorkerStopping
-from search.models import build, count_flops
+from search.hypermodel import build_model
+from search.models import count_flops
 from search.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
 from spaces.schema import METRICS
 
@@ -96,13 +97,7 @@ class Objective:
         keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
         trial.set_user_attr("precision", "mixed_float16" if mixed else "float32")
         try:
-            model = build(
-                params,
-                family=self.space.family,
-                input_shape=self.data.input_shape,
-                num_classes=self.data.num_classes,
-                pixel_max=self.data.pixel_max,
-            )
+            model = build_model(self.space, trial, params, self.data)  # declarative or KerasTuner hypermodel
         except (ValueError, TypeError) as e:
             raise self._fail(trial, f"impossible configuration: {e}") from e
         trial.set_user_attr("param_count", int(model.count_params()))

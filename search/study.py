@@ -13,6 +13,7 @@ import optuna
 
 import spaces
 from search.errors import ConfigError, StorageError
+from search.hypermodel import check_resume, record
 from search.queue import QueueStudy
 from spaces import PrunerSpec, SamplerSpec, Space
 
@@ -99,6 +100,7 @@ def create_or_load(
                 f"study {name!r} exists with a different space (from {attrs.get(SOURCE_ATTR, '?')}); "
                 "run it with the same space or pick another --study"
             )
+        check_resume(attrs, space, name)
         return _named(open_study(space, storage, name), space)  # studies made before metric names
     study = optuna.create_study(
         storage=storage,
@@ -112,6 +114,7 @@ def create_or_load(
     study.set_user_attr(FINGERPRINT_ATTR, space.fingerprint)
     study.set_user_attr(METRICS_ATTR, list(space.metrics))
     study.set_user_attr(SOURCE_ATTR, space.source)
+    record(study, space)
     return _named(open_study(space, storage, name), space)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from spaces.domains import Choice, Condition, Fixed, FloatRange, IntRange, Param
 from spaces.loader import load, loads, presets
-from spaces.space import Budget, DatasetSpec, Objective, PrunerSpec, SamplerSpec, Space
+from spaces.space import Budget, DatasetSpec, HypermodelRef, Objective, PrunerSpec, SamplerSpec, Space
 
 __all__ = [
     "Budget",
@@ -20,6 +20,7 @@ __all__ = [
     "DatasetSpec",
     "Fixed",
     "FloatRange",
+    "HypermodelRef",
     "IntRange",
     "Objective",
     "Param",

@@ -19,9 +19,10 @@ import yaml
 
 from search.errors import ConfigError
 from spaces import schema
-from spaces.domains import FloatRange
+from spaces.domains import FloatRange, Param
 from spaces.fields import Err, as_bool, as_float, as_int, mapping, parse_params, show
-from spaces.space import Budget, DatasetSpec, Objective, PrunerSpec, SamplerSpec, Space
+from spaces.refs import parse_hypermodel
+from spaces.space import Budget, DatasetSpec, HypermodelRef, Objective, PrunerSpec, SamplerSpec, Space
 
 __all__ = ["load", "loads", "presets"]
 
@@ -62,7 +63,7 @@ def load(path_or_preset: str | Path) -> Space:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: cannot read: {e}") from e
-        return loads(text, source=str(path))
+        return loads(text, source=str(path), base_dir=path.resolve().parent)
     name = str(path_or_preset)
     if "/" in name or name.endswith((".yaml", ".yml")):
         raise ConfigError(f"{name}: no such file")
@@ -70,11 +71,18 @@ def load(path_or_preset: str | Path) -> Space:
     if not preset.is_file():
         known = ", ".join(presets())
         raise ConfigError(f"{name}: not a file and not a preset; presets: {known}")
-    return loads(preset.read_text(encoding="utf-8"), source=f"preset {name}")
+    # a bundled preset is the user's explicit choice: its hypermodel resolves next to it
+    base = Path(str(resources.files("spaces").joinpath("presets")))
+    return loads(preset.read_text(encoding="utf-8"), source=f"preset {name}", base_dir=base)
 
 
-def loads(text: str, *, source: str = "<space>") -> Space:
-    """Parse and validate a space from YAML text; ``source`` names it in error messages."""
+def loads(text: str, *, source: str = "<space>", base_dir: Path | None = None) -> Space:
+    """Parse and validate a space from YAML text; ``source`` names it in error messages.
+
+    ``base_dir`` is the directory of the file the text came from: a ``model.hypermodel`` file
+    is resolved (and hashed, never imported) against it. Without it -- text read back from a
+    study -- the hypermodel stays unresolved and a worker must name its own copy.
+    """
     err = Err(source)
     try:
         doc = yaml.safe_load(text)
@@ -94,11 +102,17 @@ def loads(text: str, *, source: str = "<space>") -> Space:
     if seed >= 2**32:
         raise err("seed", f"expected an integer below 2**32, got {seed}")
     model = mapping(doc.get("model", {}), "model", err)
-    family = model.get("family", "mlp")
-    if family not in schema.FAMILIES:
-        raise err("model.family", f"expected one of {', '.join(schema.FAMILIES)}, got {family!r}")
     objectives = _objectives(doc.get("objectives"), err)
-    params = parse_params(doc, family, err)
+    hypermodel: HypermodelRef | None = None
+    if "hypermodel" in model:
+        hypermodel = parse_hypermodel(model, doc, base_dir, err)
+        family = "hypermodel"
+        params = _training_params(doc, err)
+    else:
+        family = model.get("family", "mlp")
+        if family not in schema.FAMILIES:
+            raise err("model.family", f"expected one of {', '.join(schema.FAMILIES)}, got {family!r}")
+        params = parse_params(doc, family, err)
     dataset = _dataset(doc.get("dataset"), err)
     sampler = _sampler(doc.get("sampler", {}), seed, len(objectives), err)
     pruner = _pruner(doc.get("pruner", {}), objectives, err)
@@ -120,13 +134,27 @@ def loads(text: str, *, source: str = "<space>") -> Space:
         pruner=pruner,
         budget=budget,
         params=params,
+        hypermodel=hypermodel,
     )
+    if hypermodel is not None and space.sampler.type == "grid":
+        raise err("sampler.type", "grid needs the whole space up front; a hypermodel's appears as it runs")
     if space.sampler.type == "grid":
         for p in params:
             if isinstance(p.domain, FloatRange) and p.domain.step is None:
                 raise err(p.field, "the grid sampler needs a step for every float range")
     _check_buildable(space, err)
     return space
+
+
+def _training_params(doc: dict[str, Any], err: Err) -> tuple[Param, ...]:
+    """A hypermodel space's own parameters: the ``training`` section only."""
+    params = parse_params({"training": doc.get("training", {})}, "mlp", err)
+    kept = tuple(p for p in params if p.field.startswith("training."))
+    names = {p.name for p in kept}
+    for p in kept:
+        if p.when is not None and p.when.key not in names:
+            raise err(f"{p.field}.when", f"{p.when.key!r} is not a training parameter")
+    return kept
 
 
 def _check_buildable(space: Space, err: Err) -> None:

@@ -13,7 +13,23 @@ if TYPE_CHECKING:
 
 Direction = Literal["maximize", "minimize"]
 
-__all__ = ["Budget", "DatasetSpec", "Objective", "PrunerSpec", "SamplerSpec", "Space"]
+__all__ = ["Budget", "DatasetSpec", "HypermodelRef", "Objective", "PrunerSpec", "SamplerSpec", "Space"]
+
+
+@dataclass(frozen=True)
+class HypermodelRef:
+    """A KerasTuner hypermodel named by a space: ``FILE.py:NAME``.
+
+    The loader only resolves and hashes the file; nothing is imported until
+    :func:`search.hypermodel.load_builder` is called on a reference the user pointed at.
+    ``file`` and ``sha256`` are ``None`` when the space came from a study's stored text: a worker
+    must then name its own copy (``hpsearch worker --hypermodel FILE.py:NAME``).
+    """
+
+    spec: str  # as written in the space file
+    name: str  # the function or kt.HyperModel class in the file
+    file: str | None = None  # absolute path of the local file the user pointed at
+    sha256: str | None = None  # of that file's bytes
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,7 @@ class Space:
     pruner: PrunerSpec
     budget: Budget
     params: tuple[Param, ...]
+    hypermodel: HypermodelRef | None = None  # family "hypermodel": the model comes from user code
 
     @property
     def directions(self) -> tuple[Direction, ...]:

@@ -111,7 +111,7 @@ def test_impossible_configuration_is_a_trial_failure(monkeypatch: pytest.MonkeyP
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("kernel larger than the image")
 
-    monkeypatch.setattr("search.objective.build", broken)
+    monkeypatch.setattr("search.models.build", broken)  # called through search.hypermodel.build_model
     study.optimize(objective, n_trials=1, catch=(TrialFailed,))
     assert (
         study.trials[0].user_attrs["fail_reason"] == "impossible configuration: kernel larger than the image"

@@ -1,0 +1,248 @@
+"""KerasTuner hypermodels as hpsearch spaces: loading, real studies on digits, the worker's hash check."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+
+import optuna
+import optuna_dashboard
+import pytest
+
+import spaces
+import storage
+from search.cli import main
+from search.errors import ConfigError
+from search.hypermodel import load_builder
+from search.study import load_space
+
+TUTORIAL = Path(spaces.__file__).parent / "presets" / "hypermodels" / "kt_tutorial.py"
+SPACE = """\
+name: kt-digits
+dataset: {{name: digits, validation_fraction: 0.2, limit: 200}}
+objectives: {objectives}
+sampler: {{type: tpe, seed: 3}}
+pruner: {{type: median, n_startup_trials: 1}}
+budget: {{trials: 2}}
+model: {{hypermodel: {hypermodel}}}
+training: {{batch_size: 32, epochs: 2}}
+"""
+SINGLE = "[val_accuracy]"
+MULTI = "[val_accuracy, train_seconds]"
+
+
+def _space(tmp_path: Path, objectives: str = SINGLE, hypermodel: str = "hm/tutorial.py:build") -> Path:
+    (tmp_path / "hm").mkdir(exist_ok=True)
+    if not (tmp_path / "hm" / "tutorial.py").exists():
+        shutil.copy(TUTORIAL, tmp_path / "hm" / "tutorial.py")
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE.format(objectives=objectives, hypermodel=hypermodel))
+    return path
+
+
+def _study(url: str, name: str = "kt-digits") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage.open_storage(url))
+
+
+def test_the_space_resolves_and_hashes_the_file_next_to_it(tmp_path: Path) -> None:
+    space = spaces.load(_space(tmp_path))
+    ref = space.hypermodel
+    assert ref is not None and space.family == "hypermodel"
+    assert ref.file == str((tmp_path / "hm" / "tutorial.py").resolve())
+    assert ref.name == "build" and ref.sha256 is not None and len(ref.sha256) == 64
+    assert [p.name for p in space.params] == [
+        "batch_size",
+        "epochs",
+        "patience",
+        "normalize",
+        "mixed_precision",
+    ]
+    # the same text without a file to resolve against (a study's copy) imports nothing
+    stored = spaces.loads(space.text, source="study x")
+    assert stored.hypermodel is not None and stored.hypermodel.file is None
+    with pytest.raises(ConfigError, match="not bound to a local file"):
+        load_builder(stored.hypermodel)
+    # only the bytes that were hashed ever run
+    (tmp_path / "hm" / "tutorial.py").write_text("raise SystemExit('must not run')\n")
+    with pytest.raises(ConfigError, match="changed since it was checked"):
+        load_builder(ref)
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "match"),
+    [
+        ("{hypermodel: tutorial}", "", r"model.hypermodel: expected 'FILE.py:NAME'"),
+        ("{hypermodel: 'hm/tutorial.py:'}", "", r"model.hypermodel: expected 'FILE.py:NAME'"),
+        ("{hypermodel: 'nope.py:build'}", "", r"model.hypermodel: nope.py: no such file"),
+        ("{hypermodel: 'hm/tutorial.py:build', layers: 2}", "", r"model.layers: unknown key"),
+        ("{hypermodel: 'hm/tutorial.py:build'}", "optimizer: {name: sgd}\n", r"optimizer: not used with"),
+        ("{hypermodel: 'hm/tutorial.py:build'}", "sampler: {type: grid}\n", r"sampler.type: grid needs"),
+    ],
+)
+def test_bad_hypermodel_sections_are_one_line_errors(
+    tmp_path: Path, model: str, extra: str, match: str
+) -> None:
+    _space(tmp_path)
+    text = f"name: bad\ndataset: digits\nmodel: {model}\n{extra}"
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        spaces.load(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("objectives", [SINGLE, MULTI], ids=["single", "multi"])
+def test_the_tutorial_hypermodel_runs_a_study(tmp_path: Path, objectives: str) -> None:
+    url = f"sqlite:///{tmp_path / 'kt.db'}"
+    assert main(["run", str(_space(tmp_path, objectives)), "--storage", url]) == 0
+    study = _study(url)
+    trials = study.get_trials()
+    done = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+    assert len(trials) == 2 and all(t.state in done for t in trials)  # the pruner may stop trial 1
+    # trial 0 completes: the median pruner needs n_startup_trials=1 finished trial first
+    assert trials[0].state == optuna.trial.TrialState.COMPLETE
+    assert len(trials[0].values) == len(objectives.split(","))
+    for t in trials:
+        # KerasTuner names in the study (and so in the dashboard), on KerasTuner's grid
+        assert set(t.params) == {"units", "learning_rate"}
+        assert t.params["units"] % 32 == 0 and 32 <= t.params["units"] <= 512
+        assert t.params["learning_rate"] in (1e-2, 1e-3, 1e-4)
+        assert t.user_attrs["params"]["units"] == t.params["units"]
+        assert t.user_attrs["flops"] > 0  # counted inside the hypermodel's nested model
+        assert 1 <= len(t.user_attrs["curves"]["val_accuracy"]) <= 2
+    # optuna-dashboard's own app (its WSGI API, no server) shows them under the same names
+    (summary,) = _dashboard(url, "/api/studies")["study_summaries"]
+    shown = _dashboard(url, f"/api/studies/{summary['study_id']}")
+    assert {p["name"] for p in shown["union_search_space"]} == {"units", "learning_rate"}
+    assert [p["name"] for p in shown["trials"][0]["params"]] == ["units", "learning_rate"]
+
+
+def _dashboard(url: str, path: str) -> Any:
+    environ: dict[str, Any] = {}
+    setup_testing_defaults(environ)
+    environ["PATH_INFO"] = path
+    status: list[str] = []
+    app = optuna_dashboard.wsgi(storage.open_storage(url))
+    body = b"".join(app(environ, lambda code, headers, exc=None: status.append(code)))
+    assert status == ["200 OK"], status
+    return json.loads(body)
+
+
+def test_a_worker_runs_only_its_own_matching_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'kt.db'}"
+    assert main(["create", str(_space(tmp_path)), "--storage", url]) == 0
+    worker = ["worker", "--study", "kt-digits", "--storage", url]
+    capsys.readouterr()
+
+    assert main(worker) == 2  # the study's own path is never imported
+    assert "pass --hypermodel FILE.py:build" in capsys.readouterr().err
+
+    edited = tmp_path / "edited.py"
+    edited.write_text(TUTORIAL.read_text() + "\n# edited\n")
+    assert main([*worker, "--hypermodel", f"{edited}:build"]) == 2
+    err = capsys.readouterr().err
+    assert "differs from the study's" in err and len(err.strip().splitlines()) == 1
+
+    assert main([*worker, "--hypermodel", f"{TUTORIAL}:model_builder"]) == 2
+    assert "the study runs 'build', not 'model_builder'" in capsys.readouterr().err
+    assert _study(url).get_trials()[0].state == optuna.trial.TrialState.WAITING  # nothing ran
+
+    copy = tmp_path / "elsewhere" / "my_copy.py"  # same bytes, another place: accepted
+    copy.parent.mkdir()
+    shutil.copy(TUTORIAL, copy)
+    assert main([*worker, "--hypermodel", f"{copy}:build"]) == 0
+    # both ran (the median pruner may stop the second one early)
+    assert [t.state.name for t in _study(url).get_trials()] in (["COMPLETE"] * 2, ["COMPLETE", "PRUNED"])
+
+
+def test_a_declarative_study_refuses_a_hypermodel_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    assert main(["create", "quickstart", "--storage", url, "--trials", "1"]) == 0
+    assert (
+        main(["worker", "--study", "quickstart", "--storage", url, "--hypermodel", f"{TUTORIAL}:build"]) == 2
+    )
+    assert "has no hypermodel; drop --hypermodel" in capsys.readouterr().err
+
+
+def test_resuming_after_the_file_changed_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'kt.db'}"
+    path = _space(tmp_path)
+    assert main(["create", str(path), "--storage", url]) == 0
+    (tmp_path / "hm" / "tutorial.py").write_text(TUTORIAL.read_text() + "\n# edited\n")
+    assert main(["create", str(path), "--storage", url]) == 2
+    assert "changed since the study was created" in capsys.readouterr().err
+    assert load_space(storage.open_storage(url), "kt-digits").hypermodel is not None
+
+
+BROKEN = {
+    "uncompiled": (
+        "import keras\ndef build(hp):\n"
+        "    return keras.Sequential([keras.layers.Dense(hp.Int('u', 1, 4))])\n",
+        "must compile the model",
+    ),
+    "not a model": ("def build(hp):\n    return 3\n", "must return a keras.Model, got int"),
+    "no accuracy": (
+        "import keras\ndef build(hp):\n"
+        "    m = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10)])\n"
+        "    m.compile(loss='sparse_categorical_crossentropy')\n    return m\n",
+        "compile with metrics=\\['accuracy'\\]",
+    ),
+    "import error": ("import not_a_module_anywhere\n", "importing it failed: ModuleNotFoundError"),
+    "not callable": ("build = 3\n", "must be a function build\\(hp\\) or a kt.HyperModel, found int"),
+    "reverse_log": (
+        "def build(hp):\n    hp.Float('lr', 1e-4, 1e-1, sampling='reverse_log')\n",
+        "reverse_log' has no Optuna equivalent",
+    ),
+}
+
+
+@pytest.mark.parametrize(("source", "match"), BROKEN.values(), ids=BROKEN.keys())
+def test_a_broken_hypermodel_stops_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, match: str
+) -> None:
+    (tmp_path / "hm").mkdir()
+    (tmp_path / "hm" / "tutorial.py").write_text(source)
+    assert main(["run", str(_space(tmp_path)), "--storage", f"sqlite:///{tmp_path / 'b.db'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert re.search(match, err[0]), err[0]
+
+
+def test_a_hypermodel_class_with_conditional_parameters(tmp_path: Path) -> None:
+    (tmp_path / "hm").mkdir()
+    (tmp_path / "hm" / "tutorial.py").write_text(
+        "import keras, keras_tuner as kt\n"
+        "class Net(kt.HyperModel):\n"
+        "    def build(self, hp):\n"
+        "        m = keras.Sequential([keras.layers.Flatten()])\n"
+        "        if hp.Boolean('hidden'):\n"
+        "            with hp.conditional_scope('hidden', [True]):\n"
+        "                m.add(keras.layers.Dense(hp.Int('units', 8, 16, step=8), activation='relu'))\n"
+        "        m.add(keras.layers.Dense(10, activation='softmax'))\n"
+        "        m.compile('adam', 'sparse_categorical_crossentropy', metrics=['accuracy'])\n"
+        "        return m\n"
+    )
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    space = _space(tmp_path, hypermodel="hm/tutorial.py:Net")
+    study_name = "kt-digits"
+    assert main(["create", str(space), "--storage", url]) == 0
+    study = _study(url, study_name)
+    study.enqueue_trial({"hidden": True, "units": 16})  # both branches, whatever TPE would pick
+    study.enqueue_trial({"hidden": False})
+    assert main(["run", str(space), "--storage", url, "--trials", "4"]) == 0
+    by_hidden = {t.params["hidden"]: t.params for t in _study(url).get_trials() if "hidden" in t.params}
+    assert by_hidden[True] == {"hidden": True, "units": 16}
+    assert by_hidden[False] == {"hidden": False}  # `units` exists only under hidden=True
+
+
+def test_local_workers_get_the_file_this_run_named(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    assert main(["run", str(_space(tmp_path)), "--storage", url, "--workers", "2"]) == 0
+    trials = _study(url).get_trials()
+    assert len(trials) == 2 and all(t.state.is_finished() and "units" in t.params for t in trials)

@@ -20,6 +20,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import spaces
 import storage
 from search.data import load_dataset
 from search.objective import Objective
+from search.queue import top_up
 from search.study import create_or_load
 from search.worker import run
 
@@ -73,9 +75,11 @@ def one_run(variant: str, seed: int, args: argparse.Namespace, tmp: str) -> dict
     data = load_dataset("fashion_mnist", data_dir=args.data_dir, validation_fraction=0.1, limit=args.limit)
     store = storage.open_storage(f"sqlite:///{tmp}/{space.name}.db")
     study = create_or_load(space, store)
+    top_up(study, 1000)  # the budget is a queue: more trials than the time allows
     start = time.perf_counter()
+    objective = Objective(space, data, storage=store)
     with open(os.devnull, "w") as quiet:
-        run(study, space, Objective(space, data, storage=store), trials=1000, timeout=args.budget, out=quiet)
+        run(study, space, objective, stop=threading.Event(), timeout=args.budget, out=quiet)
     wall = time.perf_counter() - start
     trials = study.get_trials(deepcopy=False)
     return {

@@ -28,14 +28,17 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from search.errors import ConfigError, DataError
 
-__all__ = ["DATASETS", "Dataset", "TestSet", "load_dataset", "load_test"]
+if TYPE_CHECKING:
+    from spaces import Space
+
+__all__ = ["DATASETS", "Dataset", "TestSet", "load_dataset", "load_for", "load_test"]
 
 DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion_mnist")
 
@@ -169,6 +172,17 @@ def load_dataset(
         images, labels, source = _load_28x28(name, data_dir, "train")
         pixel_max = 255.0
     return _split(name, images, labels, source, pixel_max, validation_fraction, limit, seed)
+
+
+def load_for(space: Space, data_dir: str | None = None) -> Dataset:
+    """The training and validation data a space searches on (its dataset, split, limit and seed)."""
+    return load_dataset(
+        space.dataset.name,
+        data_dir=data_dir,
+        validation_fraction=space.dataset.validation_fraction,
+        limit=space.dataset.limit,
+        seed=space.seed,
+    )
 
 
 def _split(

@@ -133,7 +133,7 @@ def evaluate(
     import keras
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from search.data import load_dataset, load_test
+    from search.data import load_for, load_test
     from search.models import build
     from search.study import load_space
 
@@ -146,13 +146,7 @@ def evaluate(
     study = optuna.load_study(study_name=study_name, storage=store)
     chosen = choose_trial(study, trial)
     params = trial_params(chosen)
-    ds = load_dataset(
-        space.dataset.name,
-        data_dir=data_dir,
-        validation_fraction=space.dataset.validation_fraction,
-        limit=space.dataset.limit,
-        seed=space.seed,
-    )
+    ds = load_for(space, data_dir)
     test = load_test(space.dataset.name, data_dir=data_dir)
 
     keras.backend.clear_session()

@@ -9,6 +9,8 @@ import optuna
 import pytest
 
 import spaces
+from search.hypermodel import load_builder
+from search.kt_adapter import OptunaHyperParameters
 from search.lr_find import pick_params
 from search.models import build
 
@@ -60,9 +62,13 @@ def test_every_notebook_experiment_has_a_preset_on_both_datasets() -> None:
 def test_preset_validates_describes_itself_and_builds_a_model(name: str) -> None:
     space = spaces.load(name)
     assert space.name == name and space.description and "\n" not in space.description
-    params = pick_params(space, {})
     shape = (8, 8, 1) if space.dataset.name == "digits" else (28, 28, 1)
-    model = build(params, family=space.family, input_shape=shape, num_classes=10, pixel_max=255.0)
+    if space.hypermodel is not None:  # a KerasTuner preset: build(hp) with the hp defaults
+        model = load_builder(space.hypermodel)(OptunaHyperParameters())
+        model.build((None, *shape))  # the tutorial's Sequential takes its input shape from the data
+    else:
+        params = pick_params(space, {})
+        model = build(params, family=space.family, input_shape=shape, num_classes=10, pixel_max=255.0)
     assert model.output_shape == (None, 10)
 
 

@@ -217,6 +217,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--out", default="hpsearch-eval", help="output directory (default: hpsearch-eval)")
     ev.add_argument("--data-dir", help="directory with dataset files (default: $HPSEARCH_DATA_DIR)")
+    ev.add_argument(
+        "--hypermodel", metavar="FILE.py:NAME", help="your copy of the study's KerasTuner hypermodel"
+    )
     ev.set_defaults(func=cmd_evaluate)
 
     lr = sub.add_parser(

@@ -180,7 +180,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     with quiet_native_stderr(enabled=not args.debug):  # TensorFlow's start-up chatter stays hidden
         result = evaluate(
-            store, args.study, trial=args.trial, out_dir=args.out, fit=args.fit, data_dir=args.data_dir
+            store,
+            args.study,
+            trial=args.trial,
+            out_dir=args.out,
+            fit=args.fit,
+            data_dir=args.data_dir,
+            hypermodel=args.hypermodel,
         )
     print(format_evaluation(result))
     return 0

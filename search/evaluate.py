@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import gc
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +117,7 @@ def evaluate(
     out_dir: str | Path = "hpsearch-eval",
     fit: str = "train+validation",
     data_dir: str | None = None,
+    hypermodel: str | None = None,
 ) -> Evaluation:
     """Retrain a trial, evaluate it once on the test split, save the model and the matrix image.
 
@@ -125,16 +125,17 @@ def evaluate(
     whose weights the search kept and scored); ``fit="train"`` repeats the trial as it ran (same
     data, seed, epochs and early stopping), so the saved model is the one that was scored. The
     test metrics are recorded in the trial's user attrs (``test_accuracy``, ``test_loss``, ...).
+    A KerasTuner hypermodel study needs ``hypermodel``: the user's own copy of the file, checked
+    against the study's sha256 as for a worker.
 
     Raises:
         ConfigError: unknown trial or fit, or an output directory that is a file.
         HPSearchError: the study has no completed trial, or the test data is missing.
     """
-    import keras
     from sklearn.metrics import classification_report, confusion_matrix
 
     from search.data import load_for, load_test
-    from search.models import build
+    from search.hypermodel import bind_worker, fresh_model
     from search.study import load_space
 
     if fit not in FITS:
@@ -144,25 +145,14 @@ def evaluate(
         raise ConfigError(f"--out {out}: exists and is not a directory")
     space = load_space(store, study_name)
     study = optuna.load_study(study_name=study_name, storage=store)
+    space = bind_worker(space, study.user_attrs, study_name, hypermodel)  # your copy of its hypermodel
     chosen = choose_trial(study, trial)
     params = trial_params(chosen)
     ds = load_for(space, data_dir)
     test = load_test(space.dataset.name, data_dir=data_dir)
 
-    keras.backend.clear_session()
-    gc.collect()
-    keras.utils.set_random_seed(space.seed + chosen.number)  # the trial's own seed
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        model = build(
-            params,
-            family=space.family,
-            input_shape=ds.input_shape,
-            num_classes=ds.num_classes,
-            pixel_max=ds.pixel_max,
-        )
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"impossible configuration: {e}") from e
+    seed = space.seed + chosen.number  # the trial's own seed
+    model = fresh_model(space, params, ds, seed=seed, trial_params=chosen.params)
     epochs, train_size = _fit(model, ds, params, chosen, fit)
     val_accuracy = None
     if fit == "train":  # the trial repeated: its validation accuracy should come back

@@ -93,7 +93,9 @@ def load_builder(ref: HypermodelRef) -> Builder:
     return builder
 
 
-def build_model(space: Space, trial: optuna.Trial, params: Mapping[str, Any], data: Dataset) -> keras.Model:
+def build_model(
+    space: Space, trial: optuna.trial.BaseTrial, params: Mapping[str, Any], data: Dataset
+) -> keras.Model:
     """The compiled model for a trial, from the space's declarative model or its hypermodel.
 
     For a hypermodel, its parameters are suggested under their KerasTuner names and added to
@@ -173,6 +175,32 @@ def check_resume(attrs: Mapping[str, Any], space: Space, study_name: str) -> Non
             f"(sha256 {ref.sha256[:12]}, study has {str(stored.get('sha256'))[:12]}); "
             "restore the file or pick another --study"
         )
+
+
+def fresh_model(
+    space: Space, params: Mapping[str, Any], data: Dataset, *, seed: int, trial_params: Mapping[str, Any]
+) -> keras.Model:
+    """A model built outside a running trial (``evaluate``, ``lr-find``), in a clean, seeded session.
+
+    ``trial_params`` are the Optuna parameters to replay (a hypermodel reads its ``hp`` values
+    from them); ``params`` is the sampled dict of :meth:`spaces.Space.sample`.
+
+    Raises:
+        ConfigError: the configuration cannot be built.
+    """
+    import gc
+
+    import keras
+    import optuna
+
+    keras.backend.clear_session()
+    gc.collect()
+    keras.utils.set_random_seed(seed)
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        return build_model(space, optuna.trial.FixedTrial(dict(trial_params)), params, data)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"impossible configuration: {e}") from e
 
 
 def bind_worker(space: Space, attrs: Mapping[str, Any], study_name: str, hypermodel: str | None) -> Space:

@@ -64,7 +64,7 @@ class OptunaHyperParameters(kt.HyperParameters):
         trial: the Optuna trial to sample from; ``None`` gives KerasTuner's defaults.
     """
 
-    def __init__(self, trial: optuna.Trial | None = None) -> None:
+    def __init__(self, trial: optuna.trial.BaseTrial | None = None) -> None:
         super().__init__()
         self.trial = trial
 
@@ -78,7 +78,7 @@ class OptunaHyperParameters(kt.HyperParameters):
         return value
 
 
-def suggest(trial: optuna.Trial, hp: Any) -> Any:
+def suggest(trial: optuna.trial.BaseTrial, hp: Any) -> Any:
     """Sample one KerasTuner hyperparameter object through Optuna under its own name."""
     name = hp.name
     if isinstance(hp, kt.engine.hyperparameters.Fixed):

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import gc
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -172,8 +171,13 @@ def range_test(
         ConfigError: ``min_lr`` / ``max_lr`` are not ``0 < min_lr < max_lr``, or the training
             split has fewer than two batches.
     """
-    from search.models import build
+    from search.hypermodel import fresh_model
 
+    if space.hypermodel is not None:
+        raise ConfigError(
+            f"lr-find: {space.name} runs the hypermodel {space.hypermodel.spec}, whose build(hp) "
+            "chooses its own learning rate; run lr-find on a declarative space"
+        )
     if not 0 < min_lr < max_lr or not math.isfinite(max_lr):
         raise ConfigError(f"--min-lr / --max-lr: expected 0 < min < max, got {min_lr:g} and {max_lr:g}")
     steps = math.ceil(len(dataset.y_train) / int(params["batch_size"]))
@@ -182,20 +186,7 @@ def range_test(
             f"{len(dataset.y_train)} training images at batch size {params['batch_size']} make "
             f"{steps} batch; the range test needs at least 2"
         )
-    keras.backend.clear_session()
-    gc.collect()
-    keras.utils.set_random_seed(space.seed)
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        model = build(
-            params,
-            family=space.family,
-            input_shape=dataset.input_shape,
-            num_classes=dataset.num_classes,
-            pixel_max=dataset.pixel_max,
-        )
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"impossible configuration: {e}") from e
+    model = fresh_model(space, params, dataset, seed=space.seed, trial_params={})
     sweep = _Sweep(min_lr, (max_lr / min_lr) ** (1.0 / (steps - 1)), int(params["batch_size"]))
     model.fit(
         dataset.x_train,

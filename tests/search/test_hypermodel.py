@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
+import keras
 import optuna
 import optuna_dashboard
 import pytest
@@ -246,3 +247,40 @@ def test_local_workers_get_the_file_this_run_named(tmp_path: Path) -> None:
     assert main(["run", str(_space(tmp_path)), "--storage", url, "--workers", "2"]) == 0
     trials = _study(url).get_trials()
     assert len(trials) == 2 and all(t.state.is_finished() and "units" in t.params for t in trials)
+
+
+def test_evaluate_rebuilds_a_hypermodel_trial_from_your_copy_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'kt.db'}"
+    assert main(["run", str(_space(tmp_path)), "--storage", url]) == 0
+    out = tmp_path / "eval"
+    evaluate = ["evaluate", "--study", "kt-digits", "--storage", url, "--out", str(out)]
+    capsys.readouterr()
+    assert main(evaluate) == 2  # the study's stored path is never imported
+    assert "pass --hypermodel FILE.py:build" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*evaluate, "--hypermodel", str(tmp_path / "hm" / "tutorial.py") + ":build"]) == 0
+    (trial,) = [t for t in _study(url).trials if "test_fit" in t.user_attrs]  # the best one
+    assert trial.user_attrs["test_fit"].startswith("train+validation")
+    matrix = trial.user_attrs["test_confusion_matrix"]
+    assert len(matrix) == 10 and sum(map(sum, matrix)) == 360  # the fixed digits test split
+    # the saved model is the trial's architecture: its hp values were replayed from its params
+    model = keras.saving.load_model(out / f"kt-digits-trial{trial.number}" / "model.keras", safe_mode=True)
+    dense = [layer.units for layer in _layers(model) if isinstance(layer, keras.layers.Dense)]
+    assert dense == [trial.params["units"], 10]
+
+
+def _layers(model: Any) -> list[Any]:
+    """Every layer, inside nested models too (the hypermodel sits behind the Rescaling input)."""
+    found = []
+    for layer in model.layers:
+        found += _layers(layer) if hasattr(layer, "layers") else [layer]
+    return found
+
+
+def test_lr_find_refuses_a_hypermodel_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plot = tmp_path / "lr.png"
+    assert main(["lr-find", str(_space(tmp_path)), "--plot", str(plot)]) == 2
+    assert "chooses its own learning rate" in capsys.readouterr().err
+    assert not plot.exists()

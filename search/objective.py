@@ -16,6 +16,7 @@ from search.devices import Placement, as_dict
 from search.errors import TrialFailed, WorkerStopping
 from search.models import build, count_flops
 from search.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
+from search.training import fit, prepare
 from spaces.schema import METRICS
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Objective:
         """
         self.space = space
         self.data = dataset
+        self.tensors = prepare(dataset)  # once per worker: every trial trains on these tensors
         self.placement = placement
         self.device = device or (placement.describe() if placement else describe_device())
         self.on_gpu = placement is not None and placement.gpu is not None
@@ -119,16 +121,16 @@ class Objective:
         if pruning is not None:
             callbacks.append(pruning)
 
+        flops = count_flops(model)
         start = time.perf_counter()
         try:
-            model.fit(
-                self.data.x_train,
-                self.data.y_train,
+            fit(
+                model,
+                self.tensors,
                 batch_size=params["batch_size"],
                 epochs=params["epochs"],
-                validation_data=(self.data.x_val, self.data.y_val),
                 callbacks=callbacks,
-                verbose=0,
+                flops_per_sample=flops,
             )
         except MemoryError as e:
             raise self._fail(trial, f"out of memory: {e}") from e

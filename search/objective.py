@@ -16,7 +16,7 @@ from search.devices import Placement, as_dict
 from search.errors import TrialFailed, WorkerStopping
 from search.models import build, count_flops
 from search.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
-from search.training import fit, prepare
+from search.training import fit, freeze_long_lived, prepare
 from spaces.schema import METRICS
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class Objective:
         self.space = space
         self.data = dataset
         self.tensors = prepare(dataset)  # once per worker: every trial trains on these tensors
+        freeze_long_lived()
         self.placement = placement
         self.device = device or (placement.describe() if placement else describe_device())
         self.on_gpu = placement is not None and placement.gpu is not None
@@ -85,7 +86,7 @@ class Objective:
         if self.stop.is_set():  # asked to stop between trials: hand this one back untouched
             raise self._stopping(trial)
         params = self.space.sample(trial)
-        keras.backend.clear_session()
+        keras.backend.clear_session(free_memory=False)  # the one gc.collect() is below
         gc.collect()
         keras.utils.set_random_seed(self.space.seed + trial.number)
         trial.set_user_attr("params", _jsonable(params))

@@ -18,6 +18,7 @@ from search.errors import TrialFailed, WorkerStopping
 from search.hypermodel import build_model
 from search.models import count_flops
 from search.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
+from search.training import fit, freeze_long_lived, prepare
 from spaces.schema import METRICS
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ class Objective:
         """
         self.space = space
         self.data = dataset
+        self.tensors = prepare(dataset)  # once per worker: every trial trains on these tensors
+        freeze_long_lived()
         self.placement = placement
         self.device = device or (placement.describe() if placement else describe_device())
         self.on_gpu = placement is not None and placement.gpu is not None
@@ -86,7 +89,7 @@ class Objective:
         if self.stop.is_set():  # asked to stop between trials: hand this one back untouched
             raise self._stopping(trial)
         params = self.space.sample(trial)
-        keras.backend.clear_session()
+        keras.backend.clear_session(free_memory=False)  # the one gc.collect() is below
         gc.collect()
         keras.utils.set_random_seed(self.space.seed + trial.number)
         trial.set_user_attr("params", _jsonable(params))
@@ -116,16 +119,16 @@ class Objective:
         if pruning is not None:
             callbacks.append(pruning)
 
+        flops = count_flops(model)
         start = time.perf_counter()
         try:
-            model.fit(
-                self.data.x_train,
-                self.data.y_train,
+            fit(
+                model,
+                self.tensors,
                 batch_size=params["batch_size"],
                 epochs=params["epochs"],
-                validation_data=(self.data.x_val, self.data.y_val),
                 callbacks=callbacks,
-                verbose=0,
+                flops_per_sample=flops,
             )
         except MemoryError as e:
             raise self._fail(trial, f"out of memory: {e}") from e

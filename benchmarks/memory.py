@@ -1,0 +1,83 @@
+"""Resident memory of one worker over many consecutive trials (tiny digits trials).
+
+Runs ``--trials`` real hpsearch trials (random MLPs on 300 digits samples, 1 epoch, TPE, an
+in-memory study) in this process and records the resident set size after each. Growth is
+measured from the end of the warm-up (``--warmup`` trials) to the end.
+
+    python benchmarks/memory.py [--trials 200] [--warmup 20]
+
+Writes benchmarks/results/memory.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import optuna
+
+import spaces
+from search.data import load_dataset
+from search.objective import Objective
+
+RESULTS = Path(__file__).parent / "results" / "memory.json"
+SPACE = """\
+name: memory
+dataset: {name: digits, validation_fraction: 0.2, limit: 300}
+model:
+  layers: {type: int, low: 1, high: 3}
+  units: {type: int, low: 8, high: 256, log: true}
+  activation: {type: categorical, choices: [relu, tanh]}
+  dropout: {type: float, low: 0.0, high: 0.3}
+optimizer: {name: {type: categorical, choices: [adam, sgd, rmsprop]}}
+training: {batch_size: {type: categorical, choices: [16, 32, 64]}, epochs: 1}
+"""
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = spaces.loads(SPACE, source="memory.py")
+    data = load_dataset("digits", validation_fraction=0.2, limit=300, seed=space.seed)
+    study = optuna.create_study(directions=list(space.directions))
+    objective = Objective(space, data, device="CPU")
+    rss: list[float] = []
+    start = time.perf_counter()
+    for _ in range(args.trials):
+        study.optimize(objective, n_trials=1)
+        rss.append(rss_mib())
+    seconds = time.perf_counter() - start
+    base, end = rss[args.warmup - 1], rss[-1]
+    result = {
+        "args": vars(args),
+        "rss_mib": rss,
+        "after_warmup_mib": base,
+        "end_mib": end,
+        "growth": end / base - 1,
+        "seconds_per_trial": seconds / args.trials,
+        "median_train_seconds": statistics.median(t.user_attrs["train_seconds"] for t in study.trials),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"| trials | RSS after {args.warmup} (MiB) | RSS after {args.trials} (MiB) | growth | max (MiB) |")
+    print("|---|---|---|---|---|")
+    print(f"| {args.trials} | {base:.0f} | {end:.0f} | {result['growth']:+.1%} | {max(rss):.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

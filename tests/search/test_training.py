@@ -1,0 +1,139 @@
+"""The trial's fast training path keeps ``model.fit``'s behaviour: steps, weights, stops, NaN."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import keras
+import numpy as np
+import pytest
+
+import spaces
+from search.callbacks import NanGuard, StopWhen
+from search.data import load_dataset
+from search.models import build, count_flops
+from search.training import PLAIN, FastPaths, fit, pick_steps_per_execution, prepare
+
+SPACE = "name: t\ndataset: digits\nmodel: {layers: 1, units: 16}\ntraining: {batch_size: 64, epochs: 2}\n"
+
+
+def _model(seed: int = 0, extra: str = "") -> tuple[keras.Model, dict[str, object]]:
+    import optuna
+
+    space = spaces.loads(SPACE + extra, source="test")
+    params = space.sample(optuna.create_study(directions=list(space.directions)).ask())
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    model = build(params, family="mlp", input_shape=(8, 8, 1), num_classes=10, pixel_max=16.0)
+    return model, params
+
+
+@pytest.fixture(scope="module")
+def data():  # type: ignore[no-untyped-def]
+    # 300 samples at batch 64: 5 steps per epoch, the last one partial (44 samples)
+    return load_dataset("digits", validation_fraction=0.2, limit=300)
+
+
+@pytest.mark.parametrize("spe", [None, 1, 2, 3, 5, 64])
+def test_optimizer_steps_per_epoch_are_the_notebooks(data, spe: int | None) -> None:  # type: ignore[no-untyped-def]
+    model, _ = _model()
+    used = fit(
+        model,
+        prepare(data),
+        batch_size=64,
+        epochs=3,
+        callbacks=[],
+        flops_per_sample=count_flops(model),
+        paths=FastPaths(steps_per_execution=spe),
+    )
+    assert int(model.optimizer.iterations) == 3 * math.ceil(300 / 64)
+    assert used["steps_per_execution"] == (spe or 5)
+
+
+def test_same_weights_as_a_plain_fit_on_numpy_arrays(data) -> None:  # type: ignore[no-untyped-def]
+    # the same seed, batches and shuffle order: only the number of steps per tf.function call
+    # and the validation batch size differ, neither of which touches the weights
+    plain, _ = _model(seed=7)
+    plain.fit(
+        data.x_train,
+        data.y_train,
+        batch_size=64,
+        epochs=3,
+        validation_data=(data.x_val, data.y_val),
+        verbose=0,
+    )
+    expected = [w.copy() for w in plain.get_weights()]
+    fast, _ = _model(seed=7)
+    fit(fast, prepare(data), batch_size=64, epochs=3, callbacks=[], flops_per_sample=count_flops(fast))
+    assert fast.steps_per_execution > 1
+    for got, want in zip(fast.get_weights(), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_validation_metrics_do_not_depend_on_the_validation_batch(data) -> None:  # type: ignore[no-untyped-def]
+    logs = []
+    for paths in (PLAIN, FastPaths()):
+        model, _ = _model(seed=3)
+        history = keras.callbacks.History()
+        fit(
+            model,
+            prepare(data),
+            batch_size=64,
+            epochs=1,
+            callbacks=[history],
+            flops_per_sample=count_flops(model),
+            paths=paths,
+        )
+        logs.append(history.history)
+    for key in ("val_loss", "val_accuracy"):
+        np.testing.assert_allclose(logs[0][key], logs[1][key], rtol=1e-5)
+
+
+def test_stop_request_is_seen_after_one_execution(data) -> None:  # type: ignore[no-untyped-def]
+    stop = threading.Event()
+    stop.set()
+    stopper = StopWhen(stop, None)
+    model, _ = _model()
+    fit(
+        model,
+        prepare(data),
+        batch_size=64,
+        epochs=5,
+        callbacks=[stopper],
+        flops_per_sample=1,
+        paths=FastPaths(steps_per_execution=2),
+    )
+    assert stopper.reason == "signal"
+    assert int(model.optimizer.iterations) == 2  # one execution of 2 steps, not 5 epochs
+
+
+def test_nan_inside_an_execution_is_caught(data) -> None:  # type: ignore[no-untyped-def]
+    # lr 1e30 overflows the weights within the first steps of the first execution
+    model, _ = _model()
+    model.optimizer.learning_rate.assign(1e30)
+    guard = NanGuard()
+    fit(
+        model,
+        prepare(data),
+        batch_size=16,
+        epochs=3,
+        callbacks=[guard],
+        flops_per_sample=1,
+        paths=FastPaths(steps_per_execution=4),
+    )
+    assert guard.reason is not None and guard.reason.startswith("loss became")
+    assert int(model.optimizer.iterations) < math.ceil(300 / 16)  # stopped inside the first epoch
+
+
+def test_prepared_tensors_are_built_once_per_dataset(data) -> None:  # type: ignore[no-untyped-def]
+    first = prepare(data)
+    assert prepare(data) is first
+    assert first.device == "CPU:0" and first.n_train == 300
+    np.testing.assert_array_equal(first.x_train.numpy(), data.x_train)
+
+
+def test_steps_per_execution_rule() -> None:
+    assert pick_steps_per_execution(batch_size=32, n_train=54000, flops_per_sample=1000) == 128
+    assert pick_steps_per_execution(batch_size=64, n_train=100, flops_per_sample=1000) == 2  # one epoch
+    assert pick_steps_per_execution(batch_size=256, n_train=54000, flops_per_sample=10**9) == 1

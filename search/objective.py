@@ -103,8 +103,9 @@ class Objective:
             model = build_model(self.space, trial, params, self.data)  # declarative or KerasTuner hypermodel
         except (ValueError, TypeError) as e:
             raise self._fail(trial, f"impossible configuration: {e}") from e
+        flops = count_flops(model)
         trial.set_user_attr("param_count", int(model.count_params()))
-        trial.set_user_attr("flops", count_flops(model))
+        trial.set_user_attr("flops", flops)
 
         guard, recorder = NanGuard(), CurveRecorder()
         stopper = StopWhen(self.stop, self.space.budget.trial_timeout)
@@ -119,7 +120,6 @@ class Objective:
         if pruning is not None:
             callbacks.append(pruning)
 
-        flops = count_flops(model)
         start = time.perf_counter()
         try:
             fit(

@@ -141,7 +141,7 @@ class Objective:
         metrics = _final_metrics(recorder, params["patience"] > 0)
         metrics["train_seconds"] = train_seconds
         metrics["param_count"] = float(model.count_params())
-        metrics["flops"] = float(count_flops(model))
+        metrics["flops"] = float(flops)
         for key in ("val_accuracy", "val_loss", "accuracy", "loss", "train_seconds"):
             if key in metrics:
                 trial.set_user_attr(key, metrics[key])

@@ -75,12 +75,14 @@ def test_trained_trials_upload_curves_and_summary_failed_ones_nothing(
 ) -> None:
     from search import models
 
+    real_build = models.build
+
     def build_or_refuse(params: dict[str, Any], **kwargs: Any) -> Any:
         if list(params["units"]) == [9]:
             raise ValueError("refused by the test")  # an impossible configuration: no training
-        return models.build(params, **kwargs)
+        return real_build(params, **kwargs)
 
-    monkeypatch.setattr("search.objective.build", build_or_refuse)
+    monkeypatch.setattr("search.models.build", build_or_refuse)  # reached through build_model
     space = spaces.loads(SPACE, source="test")
     store = storage.open_storage(f"sqlite:///{tmp_path / 'a.db'}")
     study = create_or_load(space, store)

@@ -383,7 +383,7 @@ def _work(
 
         devices.configure_tf(held.placement)
         objective = Objective(space, dataset, storage=store, stop=stop, placement=held.placement)
-    recycler = recycle.Recycler(args.max_memory_growth)  # carries budgets across restarts
+    recycler = recycle.Recycler(args.max_memory_growth, enabled=args.argv is not None)  # budgets survive it
     recycler.reseed(study, space, getattr(args, "index", None) or 0)
     max_trials, timeout = recycler.budgets(
         getattr(args, "max_trials", None), args.timeout or space.budget.timeout
@@ -400,7 +400,7 @@ def _work(
         recycle=recycler,
     )
     if result.recycle:
-        recycle.restart(recycler, args.argv)  # does not return: the same command, a fresh process
+        recycle.restart(recycler, args.argv or [])  # does not return: the same command, a fresh process
     if result.signalled:
         handed_back = "" if result.requeued is None else f"trial {result.requeued} was re-queued; "
         print(f"{result.signalled}: {handed_back}the study resumes where it stopped", file=sys.stderr)
@@ -415,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     args = _parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a worker's restart (search.recycle)
+    args.argv = list(sys.argv[1:]) if argv is None else None  # a worker restarts itself only as a command
     # our progress lines replace Optuna's per-trial logs (failed trials included)
     optuna.logging.set_verbosity(optuna.logging.INFO if args.debug else optuna.logging.ERROR)
     try:

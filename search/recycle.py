@@ -128,10 +128,12 @@ class Recycler:
     returns; the CLI calls :func:`restart`.
     """
 
-    def __init__(self, max_growth_pct: float, state: State | None = None) -> None:
-        self.max_growth_pct = max_growth_pct
+    def __init__(self, max_growth_pct: float, *, enabled: bool = True, state: State | None = None) -> None:
+        """``enabled=False``: the CLI runs inside another program (``main(argv)``), which a restart
+        would replace; only the budget bookkeeping stays."""
+        self.max_growth_pct = max_growth_pct if enabled else 0.0
         self.state = State.inherit() if state is None else state
-        self.every = int(os.environ.get(EVERY_ENV, "0") or 0)
+        self.every = int(os.environ.get(EVERY_ENV, "0") or 0) if enabled else 0
         self.trials_here = 0
         self.rss = 0.0
         self.due = False

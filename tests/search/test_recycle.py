@@ -118,3 +118,18 @@ def test_worker_max_trials_holds_across_restarts(tmp_path: Path) -> None:
     assert re.findall(r"restart (\d+)", out) == ["1"], out  # after trial 1; trial 2 is the last allowed
     assert set(re.findall(r"worker pid (\d+)", out)) == {str(pid)}, out  # same PID after exec
     assert sorted(_states(url)) == ["COMPLETE"] * 2 + ["WAITING"] * 2
+
+
+def test_in_process_main_never_replaces_its_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # main(argv) inside another program (here pytest) must not exec: that would replace the caller
+    from search.cli import main
+
+    monkeypatch.setenv(EVERY_ENV, "1")
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY)
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    assert main(["run", str(space), "--storage", url]) == 0
+    assert "restart" not in capsys.readouterr().out
+    assert _states(url) == ["COMPLETE"] * 3

@@ -133,3 +133,26 @@ def test_in_process_main_never_replaces_its_caller(
     assert main(["run", str(space), "--storage", url]) == 0
     assert "restart" not in capsys.readouterr().out
     assert _states(url) == ["COMPLETE"] * 3
+
+
+CLAIM_THEN_EXEC = """\
+import os, sys
+from search import devices
+gpus = [devices.Gpu(0, "GPU-fake-0", "fake", 1000, 0, 0)]  # fake: this machine has no GPU
+held = devices.claim(gpus, devices.Policy("gpu"))  # ConfigError if the only slot is still held
+print(sys.argv[1], os.getpid(), held.placement.gpu is not None, flush=True)
+if sys.argv[1] == "first":
+    os.execv(sys.executable, [sys.executable, __file__, "second"])
+"""
+
+
+def test_gpu_claim_is_released_by_exec_and_claimed_again(tmp_path: Path) -> None:
+    # one slot on one (fake) GPU, a real flock file: the process after exec gets the slot only if
+    # exec closed the first image's lock file (Python opens files non-inheritable)
+    script = tmp_path / "claim.py"
+    script.write_text(CLAIM_THEN_EXEC)
+    env = {**_env(), "HPSEARCH_LOCK_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, str(script), "first"], capture_output=True, text=True, env=env, cwd=ROOT, check=True
+    ).stdout.split()
+    assert out == ["first", out[1], "True", "second", out[1], "True"]  # same PID, the slot both times

@@ -5,9 +5,10 @@ Keras / TensorFlow keep about 4 MB per built and fitted model in the process, an
 README: memory). So, like Celery's ``max_memory_per_child``, the worker bounds it itself: after
 each finished trial it compares its resident set size (``/proc/self/statm``) with a baseline taken
 after :data:`WARMUP_TRIALS` trials (TensorFlow's first trials allocate kernels and caches once;
-that is not a leak). When the growth is above the limit, the queue still holds trials, and the
-worker is neither stopping on a signal nor at ``--max-trials`` / ``--timeout``, it replaces itself
-with a fresh interpreter running the same command (:func:`restart`, ``os.execve``):
+that is not a leak). When one more trial like the last would take the growth above the limit, the
+queue still holds trials, and the worker is neither stopping on a signal nor at ``--max-trials`` /
+``--timeout``, it replaces itself with a fresh interpreter running the same command
+(:func:`restart`, ``os.execve``):
 
 - same PID, so ``hpsearch run --workers K`` and signals keep working;
 - no trial in flight: the finished trial is already told, the new process claims the next one;
@@ -80,6 +81,7 @@ def should_restart(
     rss_mib: float,
     baseline_mib: float | None,
     max_growth_pct: float,
+    step_mib: float = 0.0,
     trials_here: int = 0,
     every: int = 0,
     stopping: bool = False,
@@ -91,6 +93,8 @@ def should_restart(
         rss_mib: resident memory now.
         baseline_mib: resident memory after the warm-up; None while the warm-up runs.
         max_growth_pct: allowed growth above the baseline in percent; 0 disables the check.
+        step_mib: what the last trial added; the worker restarts when one more such trial would
+            cross the limit, so resident memory stays under it rather than one trial above.
         trials_here: trials finished by this process (since its last restart).
         every: restart after this many trials of one process whatever the memory; 0 = never.
         stopping: a signal asked the worker to stop.
@@ -102,7 +106,7 @@ def should_restart(
         return True
     if max_growth_pct <= 0 or baseline_mib is None:
         return False
-    return rss_mib > baseline_mib * (1 + max_growth_pct / 100)
+    return rss_mib + max(step_mib, 0.0) > baseline_mib * (1 + max_growth_pct / 100)
 
 
 @dataclass
@@ -136,6 +140,7 @@ class Recycler:
         self.every = int(os.environ.get(EVERY_ENV, "0") or 0) if enabled else 0
         self.trials_here = 0
         self.rss = 0.0
+        self.step = 0.0  # resident memory added by the last trial of this process
         self.due = False
 
     def budgets(self, max_trials: int | None, timeout: float | None) -> tuple[int | None, float | None]:
@@ -157,7 +162,9 @@ class Recycler:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.trials_here += 1
-        self.rss = rss_mib()
+        rss = rss_mib()
+        self.step = rss - self.rss if self.trials_here > 1 else 0.0
+        self.rss = rss
         if self.state.baseline_mib is None and self.state.ran + self.trials_here >= WARMUP_TRIALS:
             self.state.baseline_mib = self.rss
         self.due = self._decide()
@@ -174,6 +181,7 @@ class Recycler:
             rss_mib=self.rss,
             baseline_mib=self.state.baseline_mib,
             max_growth_pct=self.max_growth_pct,
+            step_mib=self.step,
             trials_here=self.trials_here,
             every=self.every,
             stopping=stopping,
@@ -184,11 +192,12 @@ class Recycler:
         """The line printed before a restart."""
         n, pid = self.state.restarts + 1, os.getpid()
         base = self.state.baseline_mib
-        if base is None or self.rss <= base * (1 + self.max_growth_pct / 100) or self.max_growth_pct <= 0:
+        if base is None or self.max_growth_pct <= 0 or (self.every and self.trials_here >= self.every):
             return f"worker: {EVERY_ENV}={self.every} trials done in this process; restart {n} (pid {pid})"
         return (
-            f"worker: resident memory {self.rss:.0f} MiB is {self.rss / base - 1:.0%} above {base:.0f} MiB "
-            f"after warm-up (Keras keeps ~4 MB per model); restart {n} (pid {pid}) to release it"
+            f"worker: resident memory {self.rss:.0f} MiB is {self.rss / base - 1:.1%} above {base:.0f} MiB "
+            f"after warm-up (limit {self.max_growth_pct:g}%; Keras keeps ~4 MB per model); "
+            f"restart {n} (pid {pid}) to release it"
         )
 
 

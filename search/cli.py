@@ -30,6 +30,7 @@ from search.commands import (
     cmd_validate,
 )
 from search.errors import ConfigError, HPSearchError
+from search.recycle import DEFAULT_MAX_GROWTH, growth_percent
 
 if TYPE_CHECKING:
     from search.data import Dataset
@@ -87,6 +88,14 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="seconds between heartbeats of a running trial; a trial is stale after 3 missed "
         "(default: $HPSEARCH_HEARTBEAT or 10)",
+    )
+    p.add_argument(
+        "--max-memory-growth",
+        type=growth_percent,
+        default=DEFAULT_MAX_GROWTH,
+        metavar="PCT",
+        help="restart the worker process between trials when its resident memory grew more than PCT%% "
+        "after warm-up (default 10; 0 = never)",
     )
     _artifacts_option(p)
 
@@ -355,7 +364,7 @@ def _work(
     as_worker: bool = False,
 ) -> int:
     """Run this process's share of the study; the exit code."""
-    from search import devices
+    from search import devices, recycle
     from search.native import quiet_native_stderr
     from search.worker import run
 
@@ -374,16 +383,24 @@ def _work(
 
         devices.configure_tf(held.placement)
         objective = Objective(space, dataset, storage=store, stop=stop, placement=held.placement)
+    recycler = recycle.Recycler(args.max_memory_growth, enabled=args.argv is not None)  # budgets survive it
+    recycler.reseed(study, space, getattr(args, "index", None) or 0)
+    max_trials, timeout = recycler.budgets(
+        getattr(args, "max_trials", None), args.timeout or space.budget.timeout
+    )
     result = run(
         study,
         space,
         objective,
         stop=stop,
-        max_trials=getattr(args, "max_trials", None),
-        timeout=args.timeout or space.budget.timeout,
+        max_trials=max_trials,
+        timeout=timeout,
         max_failures_in_row=args.max_failures,
         heartbeat=args.heartbeat is not None and storage.backend(url) in ("sqlite", "postgresql"),
+        recycle=recycler,
     )
+    if result.recycle:
+        recycle.restart(recycler, args.argv or [])  # does not return: the same command, a fresh process
     if result.signalled:
         handed_back = "" if result.requeued is None else f"trial {result.requeued} was re-queued; "
         print(f"{result.signalled}: {handed_back}the study resumes where it stopped", file=sys.stderr)
@@ -398,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:]) if argv is None else None  # a worker restarts itself only as a command
     # our progress lines replace Optuna's per-trial logs (failed trials included)
     optuna.logging.set_verbosity(optuna.logging.INFO if args.debug else optuna.logging.ERROR)
     try:

@@ -25,6 +25,7 @@ def _command(study: str, index: int, args: argparse.Namespace) -> list[str]:
         cmd.append("--debug")
     cmd += ["worker", "--study", study, "--index", str(index), "--heartbeat", str(args.heartbeat)]
     cmd += ["--max-failures", str(args.max_failures), "--device", args.device, "--per-gpu", str(args.per_gpu)]
+    cmd += ["--max-memory-growth", str(args.max_memory_growth)]
     if args.timeout:
         cmd += ["--timeout", str(args.timeout)]
     if args.data_dir:

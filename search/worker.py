@@ -33,6 +33,7 @@ from search.progress import ProgressDisplay
 from search.queue import QueueEmpty, QueueStudy, requeue, slots
 
 if TYPE_CHECKING:
+    from search.recycle import Recycler
     from spaces import Space
 
 __all__ = ["MAX_FAILURES_IN_ROW", "RunResult", "run"]
@@ -49,6 +50,7 @@ class RunResult:
     stop_reason: str | None = None  # set when the worker gave up (failures in a row)
     signalled: str | None = None  # the signal that stopped it, if any
     requeued: int | None = None  # the trial it handed back when stopped mid-trial
+    recycle: bool = False  # resident memory grew too much: the caller restarts the process
 
 
 def run(
@@ -62,6 +64,7 @@ def run(
     max_failures_in_row: int = MAX_FAILURES_IN_ROW,
     heartbeat: bool = False,
     out: TextIO | None = None,
+    recycle: Recycler | None = None,
 ) -> RunResult:
     """Claim and run queued trials until the queue is empty (study-wide budget reached).
 
@@ -76,6 +79,8 @@ def run(
         heartbeat: the storage records heartbeats, so an idle worker can wait for trials
             still running elsewhere and recover those whose worker died.
         out: where progress lines go (default stdout).
+        recycle: measures memory after each trial; when a restart is due (and the queue still
+            holds trials) the loop returns with ``RunResult.recycle`` set.
     """
     progress = _Progress(space, max_failures_in_row, ProgressDisplay(study, space, out or sys.stdout))
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -86,13 +91,20 @@ def run(
             n = None if max_trials is None else max_trials - progress.ran
             if (left is not None and left <= 0) or (n is not None and n <= 0):
                 break
+            if (
+                recycle is not None
+                and recycle.due
+                and recycle.confirm(work_left=slots(study.get_trials(deepcopy=False)).waiting > 0)
+            ):
+                result.recycle = True
+                break
             try:
                 study.optimize(
                     objective,
                     n_trials=n,
                     timeout=left,
                     catch=(TrialFailed,),
-                    callbacks=[progress],
+                    callbacks=[progress] if recycle is None else [progress, recycle],
                     gc_after_trial=False,  # the objective collects before each build
                 )
             except QueueEmpty:

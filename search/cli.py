@@ -95,7 +95,7 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_GROWTH,
         metavar="PCT",
         help="restart the worker process between trials when its resident memory grew more than PCT%% "
-        "after warm-up (default 10; 0 = never)",
+        "after warm-up (default 8; 0 = never)",
     )
     _artifacts_option(p)
 

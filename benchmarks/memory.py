@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -23,18 +24,10 @@ import spaces
 from search.data import load_dataset
 from search.objective import Objective
 
+sys.path.insert(0, str(Path(__file__).parent))
+from memory_recycle import SPACE  # the same tiny trials as the worker-process benchmark
+
 RESULTS = Path(__file__).parent / "results" / "memory.json"
-SPACE = """\
-name: memory
-dataset: {name: digits, validation_fraction: 0.2, limit: 300}
-model:
-  layers: {type: int, low: 1, high: 3}
-  units: {type: int, low: 8, high: 256, log: true}
-  activation: {type: categorical, choices: [relu, tanh]}
-  dropout: {type: float, low: 0.0, high: 0.3}
-optimizer: {name: {type: categorical, choices: [adam, sgd, rmsprop]}}
-training: {batch_size: {type: categorical, choices: [16, 32, 64]}, epochs: 1}
-"""
 
 
 def rss_mib() -> float:

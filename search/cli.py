@@ -109,6 +109,11 @@ def _artifacts_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _study_options(p: argparse.ArgumentParser, url_help: str) -> None:
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--storage", help=url_help)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hpsearch", description="Hyperparameter search for Keras models on Optuna."
@@ -132,8 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     w = sub.add_parser("worker", help="join an existing study and run its queued trials")
-    w.add_argument("--study", required=True, help="study name")
-    w.add_argument("--storage", help=url_help)
+    _study_options(w, url_help)
     w.add_argument("--max-trials", type=_positive_int, help="at most N trials from this worker")
     w.add_argument(
         "--index", type=_non_negative_int, help="worker index, for seeding (default: the process id)"
@@ -154,8 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_studies)
 
     b = sub.add_parser("best", help="the best trial, or the Pareto front of a multi-objective study")
-    b.add_argument("--study", required=True, help="study name")
-    b.add_argument("--storage", help=url_help)
+    _study_options(b, url_help)
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
     b.set_defaults(func=cmd_best)
 
@@ -178,14 +181,12 @@ def _parser() -> argparse.ArgumentParser:
     db.set_defaults(func=cmd_dashboard)
 
     rp = sub.add_parser("report", help="a self-contained HTML report of a study (plots, best trials)")
-    rp.add_argument("--study", required=True, help="study name")
-    rp.add_argument("--storage", help=url_help)
+    _study_options(rp, url_help)
     rp.add_argument("--out", default="report.html", help="the HTML file to write (default: report.html)")
     rp.set_defaults(func=cmd_report)
 
     ex = sub.add_parser("export", help="every trial of a study as CSV or JSON")
-    ex.add_argument("--study", required=True, help="study name")
-    ex.add_argument("--storage", help=url_help)
+    _study_options(ex, url_help)
     ex.add_argument("--format", choices=["csv", "json"], required=True, help="csv or json")
     ex.add_argument("--out", help="file to write (default: stdout)")
     ex.set_defaults(func=cmd_export)
@@ -207,8 +208,7 @@ def _parser() -> argparse.ArgumentParser:
         "OUT/STUDY-trialN/model.keras and confusion_matrix.png, and record the test metrics in the "
         "trial's user attrs. The search itself never reads the test split.",
     )
-    ev.add_argument("--study", required=True, help="study name")
-    ev.add_argument("--storage", help=url_help)
+    _study_options(ev, url_help)
     ev.add_argument(
         "--trial",
         type=_non_negative_int,

@@ -110,14 +110,7 @@ def load_test(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> T
         ConfigError: Unknown name.
         DataError: No test files found, or a data file is corrupt.
     """
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
-    if name == "digits":
-        images, labels, source = _load_digits("test")
-        pixel_max = 16.0
-    else:
-        images, labels, source = _load_28x28(name, data_dir, "test")
-        pixel_max = 255.0
+    images, labels, source, pixel_max = _raw(name, data_dir, "test")
     if images.ndim != 3 or len(images) != len(labels):
         raise DataError(f"{source}: {len(images)} images ({images.shape[1:]}), {len(labels)} labels")
     return TestSet(
@@ -165,12 +158,7 @@ def load_dataset(
         raise ConfigError(f"validation_fraction must be in (0, 0.5], got {validation_fraction!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit must be an integer >= 1, got {limit!r}")
-    if name == "digits":
-        images, labels, source = _load_digits("train")
-        pixel_max = 16.0
-    else:
-        images, labels, source = _load_28x28(name, data_dir, "train")
-        pixel_max = 255.0
+    images, labels, source, pixel_max = _raw(name, data_dir, "train")
     return _split(name, images, labels, source, pixel_max, validation_fraction, limit, seed)
 
 
@@ -183,6 +171,15 @@ def load_for(space: Space, data_dir: str | None = None) -> Dataset:
         limit=space.dataset.limit,
         seed=space.seed,
     )
+
+
+def _raw(name: str, data_dir: str | os.PathLike[str] | None, split: str) -> tuple[Any, Any, str, float]:
+    """One split's images, labels, where they came from, and the pixel scale."""
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
+    if name == "digits":
+        return (*_load_digits(split), 16.0)
+    return (*_load_28x28(name, data_dir, split), 255.0)
 
 
 def _split(

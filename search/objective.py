@@ -42,8 +42,9 @@ class Objective:
     Every finished trial records user attrs: ``val_accuracy``, ``val_loss``, ``accuracy``,
     ``loss``, ``train_seconds`` (``model.fit`` only), ``epochs_run``, ``best_epoch`` (the epoch
     whose weights and metrics are kept), ``params`` (every hyperparameter, fixed ones included),
-    ``param_count``, ``flops`` (forward, per sample), ``device`` and ``curves`` (per-epoch
-    metrics). A failed trial also records ``fail_reason``.
+    ``param_count``, ``flops`` (forward, per sample), ``device``, ``curves`` (per-epoch
+    metrics) and ``fast_paths`` (steps per execution, validation batch, XLA: what
+    :func:`search.training.fit` chose). A failed trial also records ``fail_reason``.
     """
 
     def __init__(
@@ -122,7 +123,7 @@ class Objective:
 
         start = time.perf_counter()
         try:
-            fit(
+            used = fit(
                 model,
                 self.tensors,
                 batch_size=params["batch_size"],
@@ -137,6 +138,7 @@ class Objective:
                 raise self._fail(trial, f"out of memory: {str(e).splitlines()[0]}") from e
             raise
         train_seconds = time.perf_counter() - start
+        trial.set_user_attr("fast_paths", used)  # so train_seconds of two trials can be compared
 
         metrics = _final_metrics(recorder, params["patience"] > 0)
         metrics["train_seconds"] = train_seconds

@@ -2,7 +2,7 @@
 
 A search is hundreds of trainings, so per-step Python overhead matters more than in a notebook.
 :func:`fit` is ``model.fit`` with the same batch size, optimizer, per-epoch seeded shuffle and
-callbacks, plus these fast paths (see README "Trial throughput" for their measurements):
+callbacks, plus these fast paths (see README "Fast trials" for their measurements):
 
 - **Data as ready tensors, once per worker** (:func:`prepare`): the float32 arrays become
   TensorFlow tensors once per process (on the first GPU when one is visible), so a trial does
@@ -14,10 +14,15 @@ callbacks, plus these fast paths (see README "Trial throughput" for their measur
   ``ceil(n / batch_size)``. Per-batch callbacks (NaN guard, SIGTERM / timeout stop) see the
   logs every execution: the logged loss is the epoch's running mean, so a NaN in any step of
   the execution still shows, and a stop request waits at most one execution.
-- **Large validation batches**: validation is a forward pass only, its metrics are
-  sample-weighted means, so a larger batch changes nothing but the time it takes.
-- **No XLA on CPU**: ``jit_compile`` is off where no GPU is visible (it measured slower here);
-  on a GPU Keras' own ``"auto"`` choice stands.
+- **Large validation batches** of equal size (at most 4096; 6000 samples -> 2 x 3000, so
+  one traced shape): validation is a forward pass only, its metrics are sample-weighted
+  means, so a larger batch changes nothing but the time it takes.
+- **XLA for the training step where it pays** (:func:`pick_jit_compile`): on a CPU, XLA
+  fuses a small MLP's many small ops (bias, activation, Adam's update) and cuts its epoch
+  time by a third or more, but compiles for ~0.5 s per trial and made a CNN 2x slower. So it
+  is on for models built only of layers measured faster with it, in trials long enough to
+  repay the compile; only the training step is compiled (validation gains nothing from it).
+  On a GPU Keras' own ``"auto"`` choice stands for both.
 - **No retracing**: the train / test functions are traced once per trial (one model); each
   epoch reuses them, because every epoch feeds tensors of the same shapes.
 
@@ -48,7 +53,9 @@ __all__ = [
     "PreparedData",
     "fit",
     "freeze_long_lived",
+    "pick_jit_compile",
     "pick_steps_per_execution",
+    "pick_validation_batch",
     "prepare",
 ]
 
@@ -59,6 +66,12 @@ SAMPLES_PER_EXECUTION = 4096
 # request or a NaN is still seen within a fraction of a second for large models.
 FLOPS_PER_EXECUTION = 2e9
 VALIDATION_BATCH = 4096
+# XLA on a CPU saved 0.2-0.5 ms per optimizer step of the 784-128-10 / 784-512-512-10 MLPs and
+# costs ~0.5 s of compiling per trial (full and partial batch shapes): it pays from ~2000 steps.
+XLA_MIN_STEPS = 2000
+# Layers whose training step measured faster under XLA on this CPU (benchmarks/throughput.py);
+# anything else (Conv2D measured 2x slower) keeps the plain TensorFlow graph.
+_XLA_CPU_LAYERS = ("InputLayer", "Rescaling", "Flatten", "Dense", "Activation", "Dropout", "BatchNormalization")
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,8 @@ class FastPaths:
             trial with :func:`pick_steps_per_execution`, ``1`` is Keras' default.
         validation_batch_size: Batch size of the validation pass; ``None`` uses the training
             batch size (Keras' default).
-        jit_compile: XLA; ``None`` turns it off on CPU and leaves Keras' choice on a GPU.
+        jit_compile: XLA for the training step; ``None`` picks per trial with
+            :func:`pick_jit_compile` on a CPU and leaves Keras' choice on a GPU.
     """
 
     steps_per_execution: int | None = None
@@ -78,8 +92,8 @@ class FastPaths:
     jit_compile: bool | None = None
 
 
-PLAIN = FastPaths(steps_per_execution=1, validation_batch_size=None, jit_compile=None)
-"""``model.fit`` as a notebook calls it (used by the benchmarks and tests to compare)."""
+PLAIN = FastPaths(steps_per_execution=1, validation_batch_size=None, jit_compile=False)
+"""``model.fit`` as a notebook calls it on a CPU (used by the benchmarks and tests to compare)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,6 +174,43 @@ def pick_steps_per_execution(*, batch_size: int, n_train: int, flops_per_sample:
     return max(1, min(steps_per_epoch, by_samples, by_flops))
 
 
+def pick_validation_batch(n_val: int, cap: int = VALIDATION_BATCH) -> int:
+    """The largest batch of at most ``cap`` that splits ``n_val`` samples into equal batches.
+
+    Equal batches mean one input shape, so the test step is traced once, not twice.
+
+    Example:
+        >>> pick_validation_batch(6000), pick_validation_batch(287), pick_validation_batch(10000)
+        (3000, 287, 3334)
+    """
+    return math.ceil(n_val / max(1, math.ceil(n_val / cap)))
+
+
+def pick_jit_compile(model: keras.Model, *, total_steps: int) -> bool:
+    """Whether XLA compiles a CPU trial's training step.
+
+    Only for models made of layers measured faster under XLA here, and only when the trial
+    runs at least ``XLA_MIN_STEPS`` optimizer steps, so the compile time is repaid.
+
+    Example:
+        >>> inputs = keras.Input((8,))
+        >>> mlp = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+        >>> pick_jit_compile(mlp, total_steps=8440), pick_jit_compile(mlp, total_steps=300)
+        (True, False)
+    """
+    return total_steps >= XLA_MIN_STEPS and all(
+        type(layer).__name__ in _XLA_CPU_LAYERS for layer in _layers(model)
+    )
+
+
+def _layers(model: keras.Model) -> list[Any]:
+    """Every layer, nested models' (e.g. a KerasTuner hypermodel's) included."""
+    out: list[Any] = []
+    for layer in model.layers:
+        out.extend(_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
+
+
 def fit(
     model: keras.Model,
     data: PreparedData,
@@ -174,17 +225,26 @@ def fit(
 
     Returns:
         What the run used: ``steps_per_execution``, ``validation_batch_size``, ``jit_compile``
-        (recorded in the trial so runs stay comparable).
+        (of the training step; recorded in the trial so runs stay comparable).
     """
     spe = paths.steps_per_execution or pick_steps_per_execution(
         batch_size=batch_size, n_train=data.n_train, flops_per_sample=flops_per_sample
     )
     # set before the first fit: Keras builds the train / test functions lazily from these
     model.steps_per_execution = spe
-    if paths.jit_compile is not None:
-        model.jit_compile = paths.jit_compile
-    elif data.device.startswith("CPU"):
-        model.jit_compile = False
+    on_cpu = data.device.startswith("CPU")
+    jit = paths.jit_compile
+    if jit is None and on_cpu:
+        jit = pick_jit_compile(model, total_steps=epochs * math.ceil(data.n_train / batch_size))
+    if jit is not None:
+        model.jit_compile = jit  # Keras turns it off (with a warning) for layers XLA cannot take
+    xla_train = bool(model.jit_compile)
+    if on_cpu and xla_train:
+        model.make_train_function(force=True)  # the XLA training step, which fit reuses ...
+        model.jit_compile = False  # ... and the test step, built later, without XLA
+    val_batch = paths.validation_batch_size
+    if val_batch is not None:
+        val_batch = pick_validation_batch(int(data.x_val.shape[0]), val_batch)
     model.fit(
         data.x_train,
         data.y_train,
@@ -192,12 +252,12 @@ def fit(
         epochs=epochs,
         shuffle=True,
         validation_data=(data.x_val, data.y_val),
-        validation_batch_size=paths.validation_batch_size,
+        validation_batch_size=val_batch,
         callbacks=callbacks,
         verbose=0,
     )
     return {
         "steps_per_execution": spe,
-        "validation_batch_size": paths.validation_batch_size or batch_size,
-        "jit_compile": bool(model.jit_compile),
+        "validation_batch_size": val_batch or batch_size,
+        "jit_compile": xla_train,
     }

@@ -13,7 +13,16 @@ import spaces
 from search.callbacks import NanGuard, StopWhen
 from search.data import load_dataset
 from search.models import build, count_flops
-from search.training import PLAIN, FastPaths, fit, pick_steps_per_execution, prepare
+from search.training import (
+    PLAIN,
+    XLA_MIN_STEPS,
+    FastPaths,
+    fit,
+    pick_jit_compile,
+    pick_steps_per_execution,
+    pick_validation_batch,
+    prepare,
+)
 
 SPACE = "name: t\ndataset: digits\nmodel: {layers: 1, units: 16}\ntraining: {batch_size: 64, epochs: 2}\n"
 
@@ -137,3 +146,50 @@ def test_steps_per_execution_rule() -> None:
     assert pick_steps_per_execution(batch_size=32, n_train=54000, flops_per_sample=1000) == 128
     assert pick_steps_per_execution(batch_size=64, n_train=100, flops_per_sample=1000) == 2  # one epoch
     assert pick_steps_per_execution(batch_size=256, n_train=54000, flops_per_sample=10**9) == 1
+
+
+def test_validation_batches_are_equal_and_capped() -> None:
+    assert pick_validation_batch(6000) == 3000  # 2 x 3000: one traced shape, not 4096 + 1904
+    assert pick_validation_batch(287) == 287
+    assert pick_validation_batch(8192) == 4096
+    assert pick_validation_batch(8193) == 2731  # 3 batches, the last one sample short
+
+
+def test_xla_only_for_measured_layers_in_long_trials() -> None:
+    mlp, params = _model()  # Rescaling, Flatten, Dense: all measured faster under XLA
+    assert pick_jit_compile(mlp, total_steps=XLA_MIN_STEPS)
+    assert not pick_jit_compile(mlp, total_steps=XLA_MIN_STEPS - 1)  # compile time not repaid
+    shape = {"input_shape": (8, 8, 1), "num_classes": 10, "pixel_max": 16.0}
+    bn = build({**params, "batch_norm": True, "dropout": 0.2}, family="mlp", **shape)
+    assert pick_jit_compile(bn, total_steps=10**5)
+    cnn = build({**params, "filters": (4,), "kernel_size": 3}, family="cnn", **shape)
+    assert not pick_jit_compile(cnn, total_steps=10**5)  # Conv2D measured 2x slower under XLA
+
+
+def test_xla_training_step_keeps_the_steps_and_the_weights(data) -> None:  # type: ignore[no-untyped-def]
+    # XLA fuses the step's ops, so the float rounding may differ, not the updates themselves
+    plain, _ = _model(seed=5)
+    fit(plain, prepare(data), batch_size=64, epochs=2, callbacks=[], flops_per_sample=1, paths=PLAIN)
+    fast, _ = _model(seed=5)
+    history = keras.callbacks.History()
+    used = fit(
+        fast,
+        prepare(data),
+        batch_size=64,
+        epochs=2,
+        callbacks=[history],
+        flops_per_sample=1,
+        paths=FastPaths(jit_compile=True),
+    )
+    assert used["jit_compile"] is True
+    assert not fast.jit_compile  # the validation step was built without XLA
+    assert int(fast.optimizer.iterations) == 2 * math.ceil(300 / 64)
+    assert len(history.history["val_accuracy"]) == 2
+    for got, want in zip(fast.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_short_cpu_trials_skip_xla(data) -> None:  # type: ignore[no-untyped-def]
+    model, _ = _model()
+    used = fit(model, prepare(data), batch_size=64, epochs=2, callbacks=[], flops_per_sample=1)
+    assert used == {"steps_per_execution": 5, "validation_batch_size": 287, "jit_compile": False}

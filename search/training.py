@@ -71,7 +71,15 @@ VALIDATION_BATCH = 4096
 XLA_MIN_STEPS = 2000
 # Layers whose training step measured faster under XLA on this CPU (benchmarks/throughput.py);
 # anything else (Conv2D measured 2x slower) keeps the plain TensorFlow graph.
-_XLA_CPU_LAYERS = ("InputLayer", "Rescaling", "Flatten", "Dense", "Activation", "Dropout", "BatchNormalization")
+_XLA_CPU_LAYERS = (
+    "InputLayer",
+    "Rescaling",
+    "Flatten",
+    "Dense",
+    "Activation",
+    "Dropout",
+    "BatchNormalization",
+)
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def one_run(variant: str, seed: int, args: argparse.Namespace, tmp: str) -> dict
     study = create_or_load(space, store)
     top_up(study, 1000)  # the budget is a queue: more trials than the time allows
     start = time.perf_counter()
-    objective = Objective(space, data, storage=store)
+    objective = Objective(space, data)
     with open(os.devnull, "w") as quiet:
         run(study, space, objective, stop=threading.Event(), timeout=args.budget, out=quiet)
     wall = time.perf_counter() - start

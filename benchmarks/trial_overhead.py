@@ -1,12 +1,17 @@
-"""Per-trial overhead outside training: a trial's wall time minus its ``train_seconds``.
+"""Per-trial overhead outside training: what the worker loop spends per trial besides ``fit``.
 
-Real hpsearch trials (the Objective the worker runs: sample, clear_session / gc / seed, build,
-fit, user attrs, tell) of a 784-128-10 MLP on Fashion-MNIST, 10 epochs at batch 256 (the
-shortest 10-epoch trial, so the overhead's largest share), with the TPE sampler and the median
-pruner reporting every epoch, on a SQLite file and on PostgreSQL. Each run times ``--trials``
-trials per backend, backends interleaved; medians over ``--runs`` runs.
+Real hpsearch trials through the worker loop (``search.worker.run``: claim a queued trial,
+sample, ``clear_session`` / ``gc`` / seed, build, fit, user attrs, learning-curves PNG and model
+summary uploaded to an artifact store, tell, dashboard note, progress line) of a 784-128-10 MLP
+on Fashion-MNIST, 10 epochs at batch 256 (the shortest 10-epoch trial, so the overhead's largest
+share), TPE sampler, median pruner reporting every epoch (the default two objectives, so the
+multi-objective pruning path), on a SQLite file and on PostgreSQL. Each run queues ``--trials``
+trials per backend and times the loop over them, backends interleaved:
+overhead per trial = (loop wall time - sum of ``train_seconds``) / trials. The artifacts
+(PNG + summary + upload) and the dashboard note are timed on their own, as parts of it.
+Medians over ``--runs`` runs.
 
-    python benchmarks/trial_overhead.py [--runs 5] [--trials 2] [--epochs 10] [--limit N]
+    python benchmarks/trial_overhead.py [--runs 5] [--trials 3] [--epochs 10] [--limit N]
 
 Writes benchmarks/results/trial_overhead.json and prints a Markdown table.
 """
@@ -14,20 +19,27 @@ Writes benchmarks/results/trial_overhead.json and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import functools
+import io
 import json
 import statistics
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 
 import spaces
 import storage
+from search import artifacts, notes, worker
 from search.data import load_dataset
 from search.objective import Objective
-from search.study import create_or_load
+from search.queue import top_up
+from search.study import create_or_load, open_study
 
 RESULTS = Path(__file__).parent / "results" / "trial_overhead.json"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -42,28 +54,59 @@ optimizer: {{name: adam, learning_rate: {{type: float, low: 1.0e-4, high: 1.0e-2
 training: {{batch_size: 256, epochs: {epochs}}}
 """
 
+SPENT: dict[str, float] = {"artifacts": 0.0, "note": 0.0}
 
-def _trials(url: str, space: spaces.Space, n: int) -> list[tuple[float, float]]:
-    """(wall seconds, train_seconds) of ``n`` trials, each timed from ask to the end of tell."""
-    study = create_or_load(space, storage.open_storage(url), study_name=f"bench-{uuid.uuid4().hex[:8]}")
+
+def _timed(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(call)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            SPENT[name] += time.perf_counter() - start
+
+    return wrapper
+
+
+# time the worker's own calls where it looks them up: the objective calls artifacts.record,
+# the worker loop its imported save_trial_note
+artifacts.record = _timed("artifacts", artifacts.record)
+worker.save_trial_note = _timed("note", notes.save_trial_note)  # type: ignore[attr-defined]
+
+
+def _loop(url: str, space: spaces.Space, n: int, tmp: Path) -> dict[str, float]:
+    """Runs ``n`` queued trials through the worker loop; per-trial overhead and its parts."""
+    store = storage.open_storage(url)
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    create_or_load(space, store, study_name=name)
+    study = open_study(space, store, name, worker=0)
+    top_up(study, n)
     data = load_dataset(
         space.dataset.name, validation_fraction=0.1, limit=space.dataset.limit, seed=space.seed
     )
-    objective = Objective(space, data, storage=study._storage, device="CPU")
-    out = []
-    for _ in range(n):
-        study.enqueue_trial({})  # a blank budget slot, as `hpsearch run` queues them
-        start = time.perf_counter()
-        study.optimize(objective, n_trials=1)
-        wall = time.perf_counter() - start
-        out.append((wall, float(study.trials[-1].user_attrs["train_seconds"])))
-    return out
+    artifacts.use(artifacts.open_store(tmp / f"artifacts-{name}"))
+    objective = Objective(space, data, device="CPU")
+    for key in SPENT:
+        SPENT[key] = 0.0
+    start = time.perf_counter()
+    worker.run(study, space, objective, stop=threading.Event(), out=io.StringIO())
+    wall = time.perf_counter() - start
+    trials = study.get_trials(deepcopy=False)
+    train = sum(float(t.user_attrs["train_seconds"]) for t in trials)
+    return {
+        "trial_s": wall / n,
+        "overhead_s": (wall - train) / n,
+        "fraction": (wall - train) / wall,
+        "artifacts_s": SPENT["artifacts"] / n,
+        "note_s": SPENT["note"] / n,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--pg", default=PG_SERVER)
@@ -83,18 +126,17 @@ def main(argv: list[str] | None = None) -> int:
                 "sqlite": f"sqlite:///{tmp}/bench.db",
                 "postgresql": storage.resolve(f"{args.pg}/{db}", {}),
             }
-            _trials(backends["sqlite"], space, 1)  # warm-up: data, TensorFlow, first traces
+            _loop(backends["sqlite"], space, 1, Path(tmp))  # warm-up: data, TensorFlow, first traces
             for run in range(args.runs):
                 for name, url in backends.items():
-                    timed = _trials(url, space, args.trials)
-                    row = rows.setdefault(name, {"overhead_s": [], "fraction": [], "wall_s": []})
-                    over = statistics.median(w - t for w, t in timed)
-                    wall = statistics.median(w for w, _ in timed)
-                    row["overhead_s"].append(over)
-                    row["wall_s"].append(wall)
-                    row["fraction"].append(over / wall)
+                    got = _loop(url, space, args.trials, Path(tmp))
+                    row = rows.setdefault(name, {key: [] for key in got})
+                    for key, value in got.items():
+                        row[key].append(value)
                     print(
-                        f"run {run + 1}: {name}: trial {wall:.2f} s, overhead {over * 1000:.0f} ms",
+                        f"run {run + 1}: {name}: trial {got['trial_s']:.2f} s, overhead "
+                        f"{got['overhead_s'] * 1000:.0f} ms (artifacts {got['artifacts_s'] * 1000:.0f} ms, "
+                        f"note {got['note_s'] * 1000:.0f} ms)",
                         flush=True,
                     )
     finally:
@@ -104,12 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"args": vars(args), "summary": summary, "raw": rows}, indent=2) + "\n")
     print(
-        f"| storage | trial wall s ({args.epochs} epochs) | overhead ms (wall - train_seconds) "
-        "| share of the trial |"
+        f"| storage | trial wall s ({args.epochs} epochs) | overhead ms per trial (wall - train_seconds) "
+        "| of which artifacts ms | of which note ms | share of the trial |"
     )
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for name, s in summary.items():
-        print(f"| {name} | {s['wall_s']:.2f} | {s['overhead_s'] * 1000:.0f} | {s['fraction']:.1%} |")
+        print(
+            f"| {name} | {s['trial_s']:.2f} | {s['overhead_s'] * 1000:.0f} | {s['artifacts_s'] * 1000:.0f} "
+            f"| {s['note_s'] * 1000:.0f} | {s['fraction']:.1%} |"
+        )
     return 0
 
 

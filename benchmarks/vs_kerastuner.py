@@ -158,7 +158,7 @@ def run_hpsearch(seed: int, data: Dataset, budget: float, tmp: str) -> dict[str,
     study = create_or_load(space, store)
     top_up(study, QUEUED)
     stop = threading.Event()
-    objective = Objective(space, data, storage=store, stop=stop)
+    objective = Objective(space, data, stop=stop)
 
     def tracked(trial: optuna.Trial) -> float | tuple[float, ...]:
         value = objective(trial)

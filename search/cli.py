@@ -382,7 +382,7 @@ def _work(
         from search.objective import Objective
 
         devices.configure_tf(held.placement)
-        objective = Objective(space, dataset, storage=store, stop=stop, placement=held.placement)
+        objective = Objective(space, dataset, stop=stop, placement=held.placement)
     recycler = recycle.Recycler(args.max_memory_growth, enabled=args.argv is not None)  # budgets survive it
     recycler.reseed(study, space, getattr(args, "index", None) or 0)
     max_trials, timeout = recycler.budgets(

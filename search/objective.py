@@ -52,7 +52,6 @@ class Objective:
         space: Space,
         dataset: Dataset,
         *,
-        storage: optuna.storages.BaseStorage | None = None,
         device: str | None = None,
         stop: threading.Event | None = None,
         placement: Placement | None = None,
@@ -61,8 +60,6 @@ class Objective:
         Args:
             space: what to sample and train.
             dataset: the data, loaded once for every trial of this process.
-            storage: the study's storage; multi-objective pruning reads the other trials'
-                curves from it (required when the space prunes a multi-objective study).
             device: how to describe the device in the trial's attrs (default: detected).
             stop: set by the worker on SIGTERM / SIGINT; the running trial stops at the next
                 batch and raises :class:`WorkerStopping` so the worker can re-queue it.
@@ -77,14 +74,12 @@ class Objective:
         self.on_gpu = placement is not None and placement.gpu is not None
         self.prune = space.pruner.type != "none"
         self.stop = stop or threading.Event()
-        # multi-objective pruning: this worker's pruner instance and where the curves live
-        self._mo: tuple[optuna.pruners.BasePruner, optuna.storages.BaseStorage] | None = None
+        # multi-objective pruning: this worker's pruner instance (see search.pruning)
+        self._mo: optuna.pruners.BasePruner | None = None
         if self.prune and space.is_multi_objective:
-            if storage is None:
-                raise ValueError("multi-objective pruning needs the study's storage")
             from search.study import make_pruner
 
-            self._mo = (make_pruner(space.pruner), storage)
+            self._mo = make_pruner(space.pruner)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         if self.stop.is_set():  # asked to stop between trials: hand this one back untouched
@@ -173,7 +168,9 @@ class Objective:
             reporter = NativeReporter(trial)
         else:
             direction = optuna.study.StudyDirection[METRICS[metric].upper()]
-            reporter = MultiObjectiveReporter(trial, *self._mo, direction)
+            # the trial's own storage: for an RDB, Optuna's cache of it, so each epoch's look at
+            # the other trials reads only those that changed, not the whole study again
+            reporter = MultiObjectiveReporter(trial, self._mo, trial.storage, direction)
         return PruningCallback(trial, reporter, metric, self.space.pruner.type)
 
     @staticmethod

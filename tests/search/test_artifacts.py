@@ -88,7 +88,7 @@ def test_trained_trials_upload_curves_and_summary_failed_ones_nothing(
     study = create_or_load(space, store)
     top_up(study, 2)
     data = load_dataset("digits", validation_fraction=0.2, limit=200, seed=space.seed)
-    objective = Objective(space, data, storage=store, device="CPU (test)")
+    objective = Objective(space, data, device="CPU (test)")
     out = io.StringIO()
     run(study, space, objective, stop=threading.Event(), out=out)
 

@@ -200,7 +200,8 @@ class _CurvesFigure:
             ax.relim()
             ax.autoscale_view(scalex=False)
         self.title.set_text(title)
-        self.fig.savefig(path, format="png")
+        # zlib level 1: a third of the encoding time of the default 6, for a slightly larger file
+        self.fig.savefig(path, format="png", pil_kwargs={"compress_level": 1})
         return path
 
 

@@ -23,6 +23,7 @@ import optuna
 from numpy.typing import NDArray
 from optuna.trial import FrozenTrial, TrialState
 
+import storage
 from search.errors import ConfigError, HPSearchError
 
 if TYPE_CHECKING:
@@ -283,35 +284,14 @@ def _record(
     """Store ``attrs`` in the finished trial's user attrs.
 
     Optuna's API refuses to change a finished trial, so on SQLite / PostgreSQL the rows are
-    written through Optuna's own ORM models; other storages (journal, gRPC) get a study user
-    attr ``hpsearch:test:trial N`` instead.
+    written into Optuna's own table (:func:`storage.set_user_attrs`); other storages (journal,
+    gRPC) get a study user attr ``hpsearch:test:trial N`` instead.
     """
     if not isinstance(store, optuna.storages.RDBStorage):
         study.set_user_attr(f"hpsearch:test:trial {trial.number}", attrs)
         return
-    from optuna.storages._rdb import models
-
     trial_id = store.get_trial_id_from_study_id_trial_number(study._study_id, trial.number)
-    session = store.scoped_session()
-    try:
-        for key, value in attrs.items():
-            row = (
-                session.query(models.TrialUserAttributeModel)
-                .filter_by(trial_id=trial_id, key=key)
-                .one_or_none()
-            )
-            if row is None:
-                session.add(
-                    models.TrialUserAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value))
-                )
-            else:
-                row.value_json = json.dumps(value)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    storage.set_user_attrs(store, trial_id, attrs, finished_ok=True)
 
 
 def format_evaluation(result: Evaluation) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ import keras
 import numpy as np
 import optuna
 
+import storage
 from search import artifacts
 from search.callbacks import CurveRecorder, NanGuard, StopWhen
 from search.devices import Placement, as_dict
@@ -86,22 +86,26 @@ class Objective:
             raise self._stopping(trial)
         params = self.space.sample(trial)
         keras.backend.clear_session(free_memory=False)  # the one gc.collect() is below
-        gc.collect()
+        freeze_long_lived()  # frees the last trial's model; what survives is not walked again
         keras.utils.set_random_seed(self.space.seed + trial.number)
-        trial.set_user_attr("params", _jsonable(params))
-        trial.set_user_attr("device", self.device)
-        if self.placement is not None:
-            trial.set_user_attr("device_info", as_dict(self.placement))
         mixed = bool(params["mixed_precision"]) and self.on_gpu
         keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-        trial.set_user_attr("precision", "mixed_float16" if mixed else "float32")
+        setup: dict[str, Any] = {
+            "params": _jsonable(params),
+            "device": self.device,
+            "precision": "mixed_float16" if mixed else "float32",
+        }
+        if self.placement is not None:
+            setup["device_info"] = as_dict(self.placement)
+        # the attrs go in three transactions (before the build, after it, after training), not
+        # one each; the build comes second because a KerasTuner hypermodel adds to "params"
+        _record(trial, setup)
         try:
             model = build_model(self.space, trial, params, self.data)  # declarative or KerasTuner hypermodel
         except (ValueError, TypeError) as e:
             raise self._fail(trial, f"impossible configuration: {e}") from e
         flops = count_flops(model)
-        trial.set_user_attr("param_count", int(model.count_params()))
-        trial.set_user_attr("flops", flops)
+        _record(trial, {"param_count": int(model.count_params()), "flops": flops})
 
         guard, recorder = NanGuard(), CurveRecorder()
         stopper = StopWhen(self.stop, self.space.budget.trial_timeout)
@@ -133,18 +137,21 @@ class Objective:
                 raise self._fail(trial, f"out of memory: {str(e).splitlines()[0]}") from e
             raise
         train_seconds = time.perf_counter() - start
-        trial.set_user_attr("fast_paths", used)  # so train_seconds of two trials can be compared
 
         metrics = _final_metrics(recorder, params["patience"] > 0)
         metrics["train_seconds"] = train_seconds
         metrics["param_count"] = float(model.count_params())
         metrics["flops"] = float(flops)
-        for key in ("val_accuracy", "val_loss", "accuracy", "loss", "train_seconds"):
-            if key in metrics:
-                trial.set_user_attr(key, metrics[key])
-        trial.set_user_attr("epochs_run", recorder.epochs)
-        trial.set_user_attr("best_epoch", best_epoch(recorder.curves, params["patience"] > 0))
-        trial.set_user_attr("curves", recorder.curves)
+        results: dict[str, Any] = {
+            key: metrics[key]
+            for key in ("val_accuracy", "val_loss", "accuracy", "loss", "train_seconds")
+            if key in metrics
+        }
+        results["epochs_run"] = recorder.epochs
+        results["best_epoch"] = best_epoch(recorder.curves, params["patience"] > 0)
+        results["curves"] = recorder.curves
+        results["fast_paths"] = used  # so that the train_seconds of two trials can be compared
+        _record(trial, results)
         artifacts.record(trial, model, recorder.curves)  # dashboard: curves PNG + model summary
 
         if stopper.reason == "signal":
@@ -212,6 +219,12 @@ def best_epoch(curves: dict[str, list[float]], restored_best: bool) -> int:
     if restored_best and np.isfinite(losses).any():
         return int(np.nanargmin(losses)) + 1
     return len(losses)
+
+
+def _record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """``trial.set_user_attr`` for each of ``attrs``, in one storage transaction."""
+    storage.set_user_attrs(trial.storage, trial._trial_id, attrs)
+    trial._cached_frozen_trial.user_attrs.update(attrs)  # the trial's own copy, as set_user_attr keeps it
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+from storage.attrs import set_user_attrs
 from storage.engines import open_storage, sqlite_path
 from storage.urls import DEFAULT_URL, ENV_VAR, PASSWORD_FILE_VAR, backend, redact, resolve
 
@@ -19,5 +20,6 @@ __all__ = [
     "open_storage",
     "redact",
     "resolve",
+    "set_user_attrs",
     "sqlite_path",
 ]

@@ -47,6 +47,20 @@ class TestEveryBackend:
         ):
             create_or_load(changed, store)
 
+    def test_user_attrs_written_in_one_batch_read_back_as_optunas(self, storage_url: str) -> None:
+        url = storage.resolve(storage_url, {})
+        study = optuna.create_study(storage=storage.open_storage(url))
+        trial = study.ask()
+        trial.set_user_attr("kept", 1)
+        trial.set_user_attr("replaced", "old")
+        attrs = {"replaced": "new", "curves": {"loss": [0.5, 0.25]}, "fast_paths": {"jit_compile": True}}
+        storage.set_user_attrs(study._storage, trial._trial_id, attrs)
+        study.tell(trial, 1.0)
+        reopened = optuna.load_study(study_name=study.study_name, storage=storage.open_storage(url))
+        assert reopened.trials[0].user_attrs == {"kept": 1, **attrs}
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+            storage.set_user_attrs(study._storage, trial._trial_id, {"late": 1})
+
     def test_unknown_study_names_the_ones_there(self, storage_url: str) -> None:
         store = storage.open_storage(storage.resolve(storage_url, {}))
         create_or_load(spaces.loads(SPACE, source="a.yaml"), store)

@@ -4,16 +4,17 @@ Real hpsearch trials through the worker loop (``search.worker.run``: claim a que
 sample, ``clear_session`` / ``gc`` / seed, build, fit, user attrs, learning-curves PNG and model
 summary uploaded to an artifact store, tell, dashboard note, progress line) of a 784-128-10 MLP
 on Fashion-MNIST, 10 epochs at batch 256 (the shortest 10-epoch trial, so the overhead's largest
-share), TPE sampler, median pruner reporting every epoch (the default two objectives, so the
-multi-objective pruning path), on a SQLite file and on PostgreSQL. Each run queues ``--trials``
-trials per backend and times the loop over them, backends interleaved:
-overhead per trial = (loop wall time - sum of ``train_seconds``) / trials. The artifacts
+share; ``--batch 64`` for a notebook's usual setting), TPE sampler, median pruner reporting every
+epoch (the default two objectives, so the multi-objective pruning path), on a SQLite file and on
+PostgreSQL. Each run queues ``--trials`` trials per backend and times the loop over them,
+backends interleaved: overhead per trial = (loop wall time - sum of ``train_seconds``) / trials. The artifacts
 (PNG + summary + upload) and the dashboard note are timed on their own, as parts of it.
 Medians over ``--runs`` runs.
 
-    python benchmarks/trial_overhead.py [--runs 5] [--trials 3] [--epochs 10] [--limit N]
+    python benchmarks/trial_overhead.py [--runs 5] [--trials 3] [--epochs 10] [--batch 256] [--limit N]
 
-Writes benchmarks/results/trial_overhead.json and prints a Markdown table.
+Writes benchmarks/results/trial_overhead[-batchN].json (no suffix at batch 256) and prints a
+Markdown table.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ sampler: {{type: tpe, seed: 0}}
 pruner: {{type: median, n_warmup_steps: 100}}
 model: {{layers: 1, units: 128, activation: {{type: categorical, choices: [relu, tanh]}}}}
 optimizer: {{name: adam, learning_rate: {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}}}}
-training: {{batch_size: 256, epochs: {epochs}}}
+training: {{batch_size: {batch}, epochs: {epochs}}}
 """
 
 SPENT: dict[str, float] = {"artifacts": 0.0, "note": 0.0}
@@ -108,12 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--pg", default=PG_SERVER)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     limit = f", limit: {args.limit}" if args.limit else ""
-    space = spaces.loads(SPACE.format(limit=limit, epochs=args.epochs), source="trial_overhead.py")
+    space = spaces.loads(
+        SPACE.format(limit=limit, epochs=args.epochs, batch=args.batch), source="trial_overhead.py"
+    )
     import psycopg
 
     db = f"hpsearch_bench_{uuid.uuid4().hex[:8]}"
@@ -143,11 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(args.pg + "/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     summary = {name: {k: statistics.median(v) for k, v in row.items()} for name, row in rows.items()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"args": vars(args), "summary": summary, "raw": rows}, indent=2) + "\n")
+    out = RESULTS if args.batch == 256 else RESULTS.with_stem(f"{RESULTS.stem}-batch{args.batch}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": vars(args), "summary": summary, "raw": rows}, indent=2) + "\n")
     print(
-        f"| storage | trial wall s ({args.epochs} epochs) | overhead ms per trial (wall - train_seconds) "
-        "| of which artifacts ms | of which note ms | share of the trial |"
+        f"| storage | trial wall s ({args.epochs} epochs, batch {args.batch}) "
+        "| overhead ms per trial (wall - train_seconds) | of which artifacts ms | of which note ms "
+        "| share of the trial |"
     )
     print("|---|---|---|---|---|---|")
     for name, s in summary.items():

@@ -49,7 +49,7 @@ class TestEveryBackend:
 
     def test_user_attrs_written_in_one_batch_read_back_as_optunas(self, storage_url: str) -> None:
         url = storage.resolve(storage_url, {})
-        study = optuna.create_study(storage=storage.open_storage(url))
+        study = optuna.create_study(storage=storage.open_storage(url, heartbeat_interval=None))
         trial = study.ask()
         trial.set_user_attr("kept", 1)
         trial.set_user_attr("replaced", "old")

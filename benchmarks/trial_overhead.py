@@ -1,14 +1,14 @@
 """Per-trial overhead outside training: what the worker loop spends per trial besides ``fit``.
 
 Real hpsearch trials through the worker loop (``search.worker.run``: claim a queued trial,
-sample, ``clear_session`` / ``gc`` / seed, build, fit, user attrs, learning-curves PNG and model
+sample, ``clear_session`` / ``gc`` / seed, build, fit, user attrs, learning-curves SVG and model
 summary uploaded to an artifact store, tell, dashboard note, progress line) of a 784-128-10 MLP
 on Fashion-MNIST, 10 epochs at batch 256 (the shortest 10-epoch trial, so the overhead's largest
 share; ``--batch 64`` for a notebook's usual setting), TPE sampler, median pruner reporting every
 epoch (the default two objectives, so the multi-objective pruning path), on a SQLite file and on
 PostgreSQL. Each run queues ``--trials`` trials per backend and times the loop over them,
 backends interleaved: overhead per trial = (loop wall time - sum of ``train_seconds``) / trials. The artifacts
-(PNG + summary + upload) and the dashboard note are timed on their own, as parts of it.
+(SVG + summary + upload) and the dashboard note are timed on their own, as parts of it.
 Medians over ``--runs`` runs.
 
     python benchmarks/trial_overhead.py [--runs 5] [--trials 3] [--epochs 10] [--batch 256] [--limit N]

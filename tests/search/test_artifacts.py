@@ -96,11 +96,14 @@ def test_trained_trials_upload_curves_and_summary_failed_ones_nothing(
     trained, refused = by_units[8], by_units[9]
     assert (trained.state.name, refused.state.name) == ("COMPLETE", "FAIL")
     files = _meta(study, trained)
-    assert set(files) == {f"trial-{trained.number}-curves.png", f"trial-{trained.number}-model.txt"}
-    png = store_dir / files[f"trial-{trained.number}-curves.png"].artifact_id
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    summary = (store_dir / files[f"trial-{trained.number}-model.txt"].artifact_id).read_text()
+    assert set(files) == {f"trial-{trained.number}-curves.svg", f"trial-{trained.number}-model.txt"}
+    assert files[f"trial-{trained.number}-curves.svg"].mimetype == "image/svg+xml"
+    svg = (store_dir / files[f"trial-{trained.number}-curves.svg"].artifact_id).read_text()
     count = trained.user_attrs["param_count"]
+    assert svg.startswith("<?xml") and "<svg" in svg
+    assert f"trial {trained.number}: {count:,} parameters" in svg  # text kept as text
+    assert "overfitting gap at the end" in svg
+    summary = (store_dir / files[f"trial-{trained.number}-model.txt"].artifact_id).read_text()
     assert f"{count:,} parameters" in summary and "FLOPs per sample" in summary
     assert "dense" in summary.lower()  # Keras' own layer table
     assert _meta(study, refused) == {}  # failed before training: nothing uploaded

@@ -141,11 +141,12 @@ def test_the_api_lists_the_study_named_objectives_artifacts_and_notes(served: Se
     for trial in study["trials"]:
         n = trial["number"]
         files = {a["filename"]: a for a in trial["artifacts"]}
-        assert set(files) == {f"trial-{n}-curves.png", f"trial-{n}-model.txt"}
-        png = _get(
-            served.port, f"/artifacts/1/{trial['trial_id']}/{files[f'trial-{n}-curves.png']['artifact_id']}"
+        assert set(files) == {f"trial-{n}-curves.svg", f"trial-{n}-model.txt"}
+        assert files[f"trial-{n}-curves.svg"]["mimetype"] == "image/svg+xml"  # shown inline
+        svg = _get(
+            served.port, f"/artifacts/1/{trial['trial_id']}/{files[f'trial-{n}-curves.svg']['artifact_id']}"
         )
-        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in svg and f"trial {n}: ".encode() in svg
         text = _get(
             served.port, f"/artifacts/1/{trial['trial_id']}/{files[f'trial-{n}-model.txt']['artifact_id']}"
         )
@@ -246,5 +247,5 @@ def test_chromium_shows_a_trials_note_and_artifacts(served: Served, tmp_path: Pa
     url = f"http://127.0.0.1:{served.port}/dashboard/studies/1/trials?numbers=0"
     dom = _browse(url, tmp_path, "--dump-dom")
     assert "Trial 0: COMPLETE" in dom and "epochs run: 2 of 2" in dom  # the note, rendered
-    assert "trial-0-curves.png" in dom and "trial-0-model.txt" in dom
-    assert 'src="/artifacts/1/' in dom  # the curves PNG shown inline
+    assert "trial-0-curves.svg" in dom and "trial-0-model.txt" in dom
+    assert 'src="/artifacts/1/' in dom  # the curves SVG shown inline

@@ -11,10 +11,15 @@ backends interleaved: overhead per trial = (loop wall time - sum of ``train_seco
 (SVG + summary + upload) and the dashboard note are timed on their own, as parts of it.
 Medians over ``--runs`` runs.
 
-    python benchmarks/trial_overhead.py [--runs 5] [--trials 3] [--epochs 10] [--batch 256] [--limit N]
+``--study-size N`` first adds N finished trials to each study (the attrs, curves and note a real
+trial leaves), to see what grows with the study: the sampler reads every trial, the progress
+line finds the Pareto front.
 
-Writes benchmarks/results/trial_overhead[-batchN].json (no suffix at batch 256) and prints a
-Markdown table.
+    python benchmarks/trial_overhead.py [--runs 5] [--trials 3] [--epochs 10] [--batch 256]
+        [--limit N] [--study-size N]
+
+Writes benchmarks/results/trial_overhead[-batchN][-studyN].json (no suffix at batch 256 and
+size 0) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
 
 import spaces
 import storage
@@ -76,13 +84,56 @@ artifacts.record = _timed("artifacts", artifacts.record)
 worker.save_trial_note = _timed("note", notes.save_trial_note)  # type: ignore[attr-defined]
 
 
-def _loop(url: str, space: spaces.Space, n: int, tmp: Path) -> dict[str, float]:
+def _prefill(study: optuna.Study, space: spaces.Space, size: int, epochs: int) -> None:
+    """``size`` finished trials of SPACE with what a real one records: attrs, curves, note."""
+    rng = np.random.default_rng(0)
+    distributions = {
+        "activation": CategoricalDistribution(["relu", "tanh"]),
+        "learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
+    }
+    for _ in range(size):
+        curves = {k: rng.random(epochs).tolist() for k in ("accuracy", "val_accuracy", "loss", "val_loss")}
+        params = {
+            "activation": str(rng.choice(["relu", "tanh"])),
+            "learning_rate": float(10 ** rng.uniform(-4, -2)),
+        }
+        attrs = {
+            "params": params,
+            "device": "CPU",
+            "precision": "float32",
+            "param_count": 101770,
+            "flops": 203520,
+            **{key: values[-1] for key, values in curves.items()},
+            "train_seconds": float(4 + rng.random()),
+            "epochs_run": epochs,
+            "best_epoch": epochs,
+            "curves": curves,
+            "pruning_curve": {str(i + 1): v for i, v in enumerate(curves["val_accuracy"])},
+            "fast_paths": {"steps_per_execution": 12, "validation_batch_size": 3000, "jit_compile": True},
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=distributions,
+                values=[curves["val_accuracy"][-1], attrs["train_seconds"]],
+                user_attrs=attrs,
+                state=TrialState.COMPLETE,
+            )
+        )
+    for trial in study.get_trials(deepcopy=False):
+        notes.save_trial_note(study, trial, space.metrics)
+
+
+def _loop(
+    url: str, space: spaces.Space, n: int, tmp: Path, size: int = 0, epochs: int = 10
+) -> dict[str, float]:
     """Runs ``n`` queued trials through the worker loop; per-trial overhead and its parts."""
     store = storage.open_storage(url)
     name = f"bench-{uuid.uuid4().hex[:8]}"
     create_or_load(space, store, study_name=name)
     study = open_study(space, store, name, worker=0)
-    top_up(study, n)
+    _prefill(study, space, size, epochs)
+    top_up(study, size + n)
     data = load_dataset(
         space.dataset.name, validation_fraction=0.1, limit=space.dataset.limit, seed=space.seed
     )
@@ -93,7 +144,7 @@ def _loop(url: str, space: spaces.Space, n: int, tmp: Path) -> dict[str, float]:
     start = time.perf_counter()
     worker.run(study, space, objective, stop=threading.Event(), out=io.StringIO())
     wall = time.perf_counter() - start
-    trials = study.get_trials(deepcopy=False)
+    trials = study.get_trials(deepcopy=False)[size:]  # the timed ones, not the prefilled
     train = sum(float(t.user_attrs["train_seconds"]) for t in trials)
     return {
         "trial_s": wall / n,
@@ -111,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--study-size", type=int, default=0, help="finished trials already in each study")
     parser.add_argument("--pg", default=PG_SERVER)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -133,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             _loop(backends["sqlite"], space, 1, Path(tmp))  # warm-up: data, TensorFlow, first traces
             for run in range(args.runs):
                 for name, url in backends.items():
-                    got = _loop(url, space, args.trials, Path(tmp))
+                    got = _loop(url, space, args.trials, Path(tmp), args.study_size, args.epochs)
                     row = rows.setdefault(name, {key: [] for key in got})
                     for key, value in got.items():
                         row[key].append(value)
@@ -147,11 +199,15 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(args.pg + "/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     summary = {name: {k: statistics.median(v) for k, v in row.items()} for name, row in rows.items()}
-    out = RESULTS if args.batch == 256 else RESULTS.with_stem(f"{RESULTS.stem}-batch{args.batch}")
+    suffix = (f"-batch{args.batch}" if args.batch != 256 else "") + (
+        f"-study{args.study_size}" if args.study_size else ""
+    )
+    out = RESULTS.with_stem(RESULTS.stem + suffix)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "summary": summary, "raw": rows}, indent=2) + "\n")
     print(
-        f"| storage | trial wall s ({args.epochs} epochs, batch {args.batch}) "
+        f"| storage | trial wall s ({args.epochs} epochs, batch {args.batch}, "
+        f"{args.study_size} trials before) "
         "| overhead ms per trial (wall - train_seconds) | of which artifacts ms | of which note ms "
         "| share of the trial |"
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -60,20 +59,20 @@ def trial_note(trial: FrozenTrial, metrics: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
-class _TrialRef:
-    """What ``optuna_dashboard.save_note`` reads from a trial, for one that has already ended."""
-
-    storage: optuna.storages.BaseStorage
-    study: optuna.Study
-    _trial_id: int
-
-
 def save_trial_note(study: optuna.Study, trial: FrozenTrial, metrics: Sequence[str]) -> None:
-    """Write :func:`trial_note` as the trial's dashboard note (through the study's storage)."""
-    from optuna_dashboard import save_note
+    """Write :func:`trial_note` as the trial's dashboard note (through the study's storage).
 
+    The note is stored as ``optuna_dashboard.save_note`` stores it (study system attrs: a
+    version and the body in chunks), but written directly as version 1: a trial's note is
+    written once, when it ends. ``save_note`` reads every note of the study twice to find the
+    version and stale chunks, 47 ms per trial at 1,000 trials here, growing with the study.
+    """
+    from optuna_dashboard._note import note_ver_key, split_body  # the note's storage format
+
+    store, study_id = study._storage, study._study_id
     try:
-        save_note(_TrialRef(study._storage, study, trial._trial_id), trial_note(trial, metrics))
+        store.set_study_system_attr(study_id, note_ver_key(trial._trial_id), 1)
+        for key, chunk in split_body(trial_note(trial, metrics), trial._trial_id).items():
+            store.set_study_system_attr(study_id, key, chunk)
     except Exception as e:  # a note is a convenience: it never ends a worker
         print(f"warning: trial {trial.number}: note not saved: {e}", file=sys.stderr, flush=True)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna
+from optuna.study._multi_objective import _get_pareto_front_trials_by_trials  # study.best_trials' own
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["best_trials", "front_table", "studies_table", "trial_json", "trial_line"]
@@ -62,13 +63,19 @@ def trial_line(
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The best trial (single objective) or the Pareto front, ordered by the first objective."""
+    """The best trial (single objective) or the Pareto front, ordered by the first objective.
+
+    The front's trials are the storage's own, not copies: callers only read them. Optuna's
+    ``study.best_trials`` deep-copies every trial of the study (their curves included) to
+    find the front, 88 ms at 1,000 trials here, and a worker asks after every trial.
+    """
     if len(study.directions) == 1:
         try:
             return [study.best_trial]
         except ValueError:
             return []
-    front = study.best_trials
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    front = _get_pareto_front_trials_by_trials(complete, study.directions, consider_constraint=True)
     reverse = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     return sorted(front, key=lambda t: t.values[0], reverse=reverse)
 

@@ -152,7 +152,7 @@ class Objective:
         results["curves"] = recorder.curves
         results["fast_paths"] = used  # so that the train_seconds of two trials can be compared
         _record(trial, results)
-        artifacts.record(trial, model, recorder.curves)  # dashboard: curves PNG + model summary
+        artifacts.record(trial, model, recorder.curves)  # dashboard: curves SVG + model summary
 
         if stopper.reason == "signal":
             raise self._stopping(trial)

@@ -149,3 +149,24 @@ def test_resuming_an_unnamed_study_names_its_metrics(tmp_path: Path) -> None:
         "val_accuracy",
         "train_seconds",
     ]
+
+
+def test_notes_of_any_length_read_back_through_the_dashboards_api(tmp_path: Path) -> None:
+    """The note is written in optuna-dashboard's storage format directly (no read of the
+    study's other notes), so its public ``get_note`` must read back each trial's whole note."""
+    from search.notes import save_trial_note, trial_note
+
+    store = storage.open_storage(f"sqlite:///{tmp_path / 'n.db'}", heartbeat_interval=None)
+    study = optuna.create_study(storage=store, directions=["maximize", "minimize"])
+    long_reason = "out of memory: " + "x" * 5000  # more than two of the dashboard's 2045-char chunks
+    for reason in (long_reason, "short"):
+        trial = study.ask()
+        trial.set_user_attr("fail_reason", reason)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    trials = study.get_trials()
+    for trial in trials:
+        save_trial_note(study, trial, ["val_accuracy", "train_seconds"])
+    for trial in trials:
+        note = get_note(SimpleNamespace(storage=store, study=study, _trial_id=trial._trial_id))
+        assert note == trial_note(trial, ["val_accuracy", "train_seconds"])
+    assert long_reason in get_note(SimpleNamespace(storage=store, study=study, _trial_id=trials[0]._trial_id))

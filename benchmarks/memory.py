@@ -21,8 +21,8 @@ from pathlib import Path
 import optuna
 
 import spaces
-from search.data import load_dataset
-from search.objective import Objective
+from search.trial.data import load_dataset
+from search.trial.objective import Objective
 
 sys.path.insert(0, str(Path(__file__).parent))
 from memory_recycle import SPACE  # the same tiny trials as the worker-process benchmark

@@ -1,7 +1,7 @@
 """Resident memory of a real ``hpsearch worker`` process over many trials, with and without recycling.
 
 Creates an SQLite study of ``--trials`` tiny digits trials (the space of benchmarks/memory.py),
-starts ``python -m search.cli worker`` on it and samples that PID's resident memory
+starts ``python -m search worker`` on it and samples that PID's resident memory
 (``/proc/PID/status`` VmRSS) every 0.2 s and after each finished trial, once per
 ``--max-memory-growth`` value (default: 0 = never restart, and 10 = the default). The PID stays
 the same across restarts (the worker re-executes itself), so one PID covers the whole run.
@@ -29,9 +29,9 @@ from pathlib import Path
 import optuna
 
 import spaces
-import storage
-from search.queue import top_up
-from search.study import create_or_load
+from search.study import open_storage
+from search.study.create import create_or_load
+from search.study.queue import top_up
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "memory_recycle.json"
@@ -62,10 +62,10 @@ def vm_rss_mib(pid: int) -> float | None:
 
 def one_run(growth: float, trials: int, warmup: int, workdir: Path) -> dict[str, object]:
     url = f"sqlite:///{workdir / f'memory-{growth:g}.db'}"
-    study = create_or_load(spaces.loads(SPACE, source="memory_recycle.py"), storage.open_storage(url))
+    study = create_or_load(spaces.loads(SPACE, source="memory_recycle.py"), open_storage(url))
     top_up(study, trials)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "search.cli", "worker", "--study", "memory", "--storage", url]
+    cmd = [sys.executable, "-m", "search", "worker", "--study", "memory", "--storage", url]
     start = time.perf_counter()
     proc = subprocess.Popen(
         [*cmd, "--max-memory-growth", f"{growth:g}"],

@@ -31,12 +31,12 @@ import optuna
 from optuna._hypervolume import compute_hypervolume  # private, but it is Optuna's own
 
 import spaces
-import storage
-from search.data import load_dataset
-from search.objective import Objective
-from search.queue import top_up
-from search.study import create_or_load
-from search.worker import run
+from search.study import open_storage
+from search.study.create import create_or_load
+from search.study.queue import top_up
+from search.trial.data import load_dataset
+from search.trial.objective import Objective
+from search.worker.loop import run
 
 RESULTS = Path(__file__).parent / "results" / "mo_pruning.json"
 SPACE = """\
@@ -73,7 +73,7 @@ def one_run(variant: str, seed: int, args: argparse.Namespace, tmp: str) -> dict
     text = SPACE.format(variant=variant.split()[0], seed=seed, limit=args.limit, pruner=PRUNERS[variant])
     space = spaces.loads(text, source="benchmark")
     data = load_dataset("fashion_mnist", data_dir=args.data_dir, validation_fraction=0.1, limit=args.limit)
-    store = storage.open_storage(f"sqlite:///{tmp}/{space.name}.db")
+    store = open_storage(f"sqlite:///{tmp}/{space.name}.db")
     study = create_or_load(space, store)
     top_up(study, 1000)  # the budget is a queue: more trials than the time allows
     start = time.perf_counter()

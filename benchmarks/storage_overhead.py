@@ -22,6 +22,7 @@ from pathlib import Path
 import optuna
 
 import storage
+from search.study import open_storage
 
 RESULTS = Path(__file__).parent / "results" / "storage_overhead.json"
 
@@ -36,7 +37,7 @@ def _objective(trial: optuna.Trial) -> float:
 
 
 def _seconds_per_trial(url: str | None, trials: int) -> float:
-    store = storage.open_storage(url) if url else optuna.storages.InMemoryStorage()
+    store = open_storage(url) if url else optuna.storages.InMemoryStorage()
     study = optuna.create_study(
         storage=store,
         study_name=f"bench-{uuid.uuid4().hex[:8]}",

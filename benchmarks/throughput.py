@@ -3,7 +3,7 @@
 For each config (784-128-10 MLP at batch 32, 64, 256; 784-512-512-10 at batch 64) and each of
 ``--runs`` rounds, the same model (same seed) is trained ``--epochs`` epochs on Fashion-MNIST
 twice: as the notebooks wrote it (``model.fit(x, y, batch_size, epochs, validation_data)`` on
-numpy arrays) and with :func:`search.training.fit`, which picks its fast paths (XLA among
+numpy arrays) and with :func:`search.trial.training.fit`, which picks its fast paths (XLA among
 them) as it would for a trial of that many epochs. A run's epoch time is the median of epochs
 2.. (epoch 1 includes tracing and compiling); the whole ``fit`` is timed too, so what the
 compile costs shows. Both include the validation pass. Reported: medians over the runs, the
@@ -31,9 +31,9 @@ from typing import Any
 
 import keras
 
-from search.data import load_dataset
-from search.models import count_flops
-from search.training import fit, prepare
+from search.trial.data import load_dataset
+from search.trial.models import count_flops
+from search.trial.training import fit, prepare
 
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
 CONFIGS: list[tuple[tuple[int, ...], int]] = [((128,), 32), ((128,), 64), ((128,), 256), ((512, 512), 64)]

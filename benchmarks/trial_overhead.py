@@ -1,6 +1,6 @@
 """Per-trial overhead outside training: what the worker loop spends per trial besides ``fit``.
 
-Real hpsearch trials through the worker loop (``search.worker.run``: claim a queued trial,
+Real hpsearch trials through the worker loop (``search.worker.loop.run``: claim a queued trial,
 sample, ``clear_session`` / ``gc`` / seed, build, fit, user attrs, learning-curves SVG and model
 summary uploaded to an artifact store, tell, dashboard note, progress line) of a 784-128-10 MLP
 on Fashion-MNIST, 10 epochs at batch 256 (the shortest 10-epoch trial, so the overhead's largest
@@ -44,11 +44,13 @@ from optuna.trial import TrialState
 
 import spaces
 import storage
-from search import artifacts, notes, worker
-from search.data import load_dataset
-from search.objective import Objective
-from search.queue import top_up
-from search.study import create_or_load, open_study
+from search.results import artifacts, notes
+from search.study import open_storage
+from search.study.create import create_or_load, open_study
+from search.study.queue import top_up
+from search.trial.data import load_dataset
+from search.trial.objective import Objective
+from search.worker import loop as worker
 
 RESULTS = Path(__file__).parent / "results" / "trial_overhead.json"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -128,7 +130,7 @@ def _loop(
     url: str, space: spaces.Space, n: int, tmp: Path, size: int = 0, epochs: int = 10
 ) -> dict[str, float]:
     """Runs ``n`` queued trials through the worker loop; per-trial overhead and its parts."""
-    store = storage.open_storage(url)
+    store = open_storage(url)
     name = f"bench-{uuid.uuid4().hex[:8]}"
     create_or_load(space, store, study_name=name)
     study = open_study(space, store, name, worker=0)

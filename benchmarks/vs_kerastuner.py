@@ -47,14 +47,14 @@ import optuna
 import yaml
 
 import spaces
-import storage
-from search import hypermodel as hm
-from search.data import Dataset, load_dataset
 from search.errors import WorkerStopping
-from search.objective import Objective
-from search.queue import top_up
-from search.study import create_or_load
-from search.worker import run
+from search.hypermodels import loader as hm
+from search.study import open_storage
+from search.study.create import create_or_load
+from search.study.queue import top_up
+from search.trial.data import Dataset, load_dataset
+from search.trial.objective import Objective
+from search.worker.loop import run
 
 RESULTS = Path(__file__).parent / "results"
 TEST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -154,7 +154,7 @@ def run_hpsearch(seed: int, data: Dataset, budget: float, tmp: str) -> dict[str,
     events: Events = []
     best: dict[str, Any] = {"value": -math.inf, "model": None}
     start = time.perf_counter()
-    store = storage.open_storage(f"sqlite:///{tmp}/vs-kt-{seed}.db")
+    store = open_storage(f"sqlite:///{tmp}/vs-kt-{seed}.db")
     study = create_or_load(space, store)
     top_up(study, QUEUED)
     stop = threading.Event()

@@ -27,8 +27,9 @@ import optuna
 
 import spaces
 import storage
-from search.queue import QueueEmpty, top_up
-from search.study import create_or_load, open_study
+from search.study import open_storage
+from search.study.create import create_or_load, open_study
+from search.study.queue import QueueEmpty, top_up
 
 RESULTS = Path(__file__).parent / "results" / "workers.json"
 SPACE = """\
@@ -49,7 +50,7 @@ def _objective(trial: optuna.Trial) -> tuple[float, float]:
 def _worker(url: str, index: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     heartbeat = 10 if storage.backend(url) != "journal" else None
-    store = storage.open_storage(url, heartbeat_interval=heartbeat)
+    store = open_storage(url, heartbeat_interval=heartbeat)
     study = open_study(spaces.loads(SPACE), store, "bench", worker=index)
     with contextlib.suppress(QueueEmpty):
         study.optimize(_objective, gc_after_trial=False)

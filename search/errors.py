@@ -1,25 +1,36 @@
-"""One exception tree for hpsearch.
+"""One exception tree for hpsearch, readable at a glance.
 
-Everything a user can cause (a bad space file, an unreachable database, missing data) is an
-``HPSearchError``; the CLI prints its message on one line and exits 2.  ``TrialFailed`` is the
-one error that ends a single trial and lets the search go on.
+Each package owns its errors, so that the layers stay one-way::
+
+    spaces.ConfigError     a space file, preset name or command-line option is invalid
+    storage.StorageError   a storage URL is malformed, or the storage cannot be reached or read
+    HPSearchError          the engine's own errors:
+      DataError              a dataset is unknown or its files cannot be found or parsed
+      TrialFailed            this trial failed (NaN loss, OOM, impossible config); the search goes on
+    WorkerStopping         SIGTERM / SIGINT during a trial: not an error of the user or the trial
+
+Everything in :data:`USER_ERRORS` is something a user can cause and fix; the CLI prints its
+message on one line and exits 2. All of them are importable from here.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "HPSearchError", "StorageError", "TrialFailed", "WorkerStopping"]
+from spaces.errors import ConfigError
+from storage.errors import StorageError
+
+__all__ = [
+    "USER_ERRORS",
+    "ConfigError",
+    "DataError",
+    "HPSearchError",
+    "StorageError",
+    "TrialFailed",
+    "WorkerStopping",
+]
 
 
 class HPSearchError(Exception):
-    """Base class of every error hpsearch raises on purpose."""
-
-
-class ConfigError(HPSearchError):
-    """A space file, preset name or command-line option is invalid."""
-
-
-class StorageError(HPSearchError):
-    """A storage URL is malformed or the storage cannot be reached or read."""
+    """Base class of the errors the engine (``search``) raises on purpose."""
 
 
 class DataError(HPSearchError):
@@ -40,3 +51,6 @@ class WorkerStopping(Exception):
     def __init__(self, number: int) -> None:
         super().__init__(f"worker stopped during trial {number}")
         self.number = number
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, StorageError, HPSearchError)

@@ -1,5 +1,7 @@
 """Search spaces: the YAML schema, its loader and the bundled presets.
 
+Imports nothing from ``search`` or ``storage`` (checked by ``make lint``).
+
 Example:
     >>> import spaces
     >>> space = spaces.load("quickstart")
@@ -10,6 +12,7 @@ Example:
 from __future__ import annotations
 
 from spaces.domains import Choice, Condition, Fixed, FloatRange, IntRange, Param
+from spaces.errors import ConfigError
 from spaces.loader import load, loads, presets
 from spaces.space import Budget, DatasetSpec, HypermodelRef, Objective, PrunerSpec, SamplerSpec, Space
 
@@ -17,6 +20,7 @@ __all__ = [
     "Budget",
     "Choice",
     "Condition",
+    "ConfigError",
     "DatasetSpec",
     "Fixed",
     "FloatRange",

@@ -10,9 +10,9 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from search.errors import ConfigError
 from spaces import schema
 from spaces.domains import Choice, Condition, Domain, Fixed, FloatRange, IntRange, Param
+from spaces.errors import ConfigError
 
 __all__ = ["Err", "as_bool", "as_float", "as_int", "mapping", "parse_params", "show"]
 

@@ -17,10 +17,11 @@ from typing import Any
 
 import yaml
 
-from search.errors import ConfigError
 from spaces import schema
 from spaces.domains import FloatRange, Param
+from spaces.errors import ConfigError
 from spaces.fields import Err, as_bool, as_float, as_int, mapping, parse_params, show
+from spaces.optuna import make_pruner, make_sampler
 from spaces.refs import parse_hypermodel
 from spaces.space import Budget, DatasetSpec, HypermodelRef, Objective, PrunerSpec, SamplerSpec, Space
 
@@ -159,7 +160,6 @@ def _training_params(doc: dict[str, Any], err: Err) -> tuple[Param, ...]:
 
 def _check_buildable(space: Space, err: Err) -> None:
     """Build the sampler and pruner once, so that options Optuna rejects fail here, not mid-run."""
-    from search.study import make_pruner, make_sampler  # the one place that maps names to Optuna
 
     for section, build in (
         ("pruner", lambda: make_pruner(space.pruner)),
@@ -237,12 +237,14 @@ def _sampler(value: Any, seed: int, n_objectives: int, err: Err) -> SamplerSpec:
     kind = d.get("type", "tpe")
     if kind not in schema.SAMPLERS:
         raise err("sampler.type", f"expected one of {', '.join(schema.SAMPLERS)}, got {kind!r}")
-    table = schema.SAMPLERS[kind]
+    registered = schema.SAMPLERS[kind]
+    table = registered.options
     mapping(d, "sampler", err, allowed=("type", "seed", *table))
-    if kind in schema.SINGLE_OBJECTIVE_SAMPLERS and n_objectives > 1:
-        raise err("sampler.type", f"{kind} supports one objective only; use tpe, nsga2, gp or random")
-    if kind in schema.SAMPLER_NEEDS:
-        module, how = schema.SAMPLER_NEEDS[kind]
+    if registered.single_objective and n_objectives > 1:
+        many = ", ".join(k for k, s in schema.SAMPLERS.items() if not s.single_objective and k != "grid")
+        raise err("sampler.type", f"{kind} supports one objective only; use one of {many}")
+    if registered.needs is not None:
+        module, how = registered.needs
         if importlib.util.find_spec(module) is None:
             raise err("sampler.type", f"{kind} needs the package {module!r}, which is not installed ({how})")
     s = as_int(d.get("seed", seed), "sampler.seed", err, low=0)
@@ -254,7 +256,7 @@ def _pruner(value: Any, objectives: tuple[Objective, ...], err: Err) -> PrunerSp
     kind = d.get("type", "none")
     if kind not in schema.PRUNERS:
         raise err("pruner.type", f"expected one of {', '.join(schema.PRUNERS)}, got {kind!r}")
-    table = schema.PRUNERS[kind]
+    table = schema.PRUNERS[kind].options
     mapping(d, "pruner", err, allowed=("type", "metric", "patience", *table))
     default_metric = next((o.metric for o in objectives if o.metric in schema.EPOCH_METRICS), "val_accuracy")
     metric = d.get("metric", default_metric)

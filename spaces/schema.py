@@ -1,6 +1,6 @@
 """What a space file may contain: every key, its type, bounds and default.
 
-Registries are plain names; ``search.models`` and ``search.study`` map them to Keras and
+Registries are plain names; ``search.trial.models`` and ``search.study.create`` map them to Keras and
 Optuna objects.  A name in a data file is never turned into an import path.
 """
 
@@ -12,14 +12,19 @@ from typing import Any, Literal
 __all__ = [
     "ACTIVATIONS",
     "DATASETS",
+    "DATASET_INFO",
     "FAMILIES",
     "INITIALIZERS",
     "METRICS",
     "OPTIMIZERS",
+    "OPTIMIZER_CLASSES",
     "PRUNERS",
     "SAMPLERS",
     "SECTIONS",
+    "BundledDataset",
     "Field",
+    "PrunerKind",
+    "SamplerKind",
 ]
 
 Kind = Literal["int", "float", "bool", "name"]
@@ -39,9 +44,53 @@ INITIALIZERS = (
     "lecun_uniform",
     "orthogonal",
 )
-OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad", "adamax")
+# name -> the class in keras.optimizers
+OPTIMIZER_CLASSES: dict[str, str] = {
+    "sgd": "SGD",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "nadam": "Nadam",
+    "rmsprop": "RMSprop",
+    "adagrad": "Adagrad",
+    "adamax": "Adamax",
+}
+OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 FAMILIES = ("mlp", "cnn")
-DATASETS = ("digits", "mnist", "fashion_mnist")
+
+
+@dataclass(frozen=True)
+class BundledDataset:
+    """A dataset hpsearch knows by name: its class names and largest pixel value."""
+
+    class_names: tuple[str, ...]
+    pixel_max: float
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+_DIGIT_NAMES = tuple(str(i) for i in range(10))
+DATASET_INFO: dict[str, BundledDataset] = {
+    "digits": BundledDataset(_DIGIT_NAMES, 16.0),  # scikit-learn's 8x8 digits, 0..16
+    "mnist": BundledDataset(_DIGIT_NAMES, 255.0),
+    "fashion_mnist": BundledDataset(
+        (
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        255.0,
+    ),
+}
+DATASETS = tuple(DATASET_INFO)
 
 # metric -> the direction that makes sense for it
 METRICS: dict[str, str] = {
@@ -116,49 +165,64 @@ SECTIONS: dict[str, dict[str, Field]] = {
 
 Option = tuple[Kind, Any]  # (kind, default); default None means "Optuna's default"
 
-SAMPLERS: dict[str, dict[str, Option]] = {
-    "tpe": {
-        "n_startup_trials": ("int", None),
-        "multivariate": ("bool", True),
-        "constant_liar": ("bool", True),
-    },
-    "random": {},
-    "grid": {},
-    "nsga2": {"population_size": ("int", None)},
-    "nsga3": {"population_size": ("int", None)},
-    "gp": {"n_startup_trials": ("int", None)},
-    "cmaes": {"n_startup_trials": ("int", None)},
-}
-SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
-# sampler -> (module it imports, how to install it)
-SAMPLER_NEEDS = {"gp": ("torch", "pip install 'hpsearch[gp]'"), "cmaes": ("cmaes", "pip install cmaes")}
 
-PRUNERS: dict[str, dict[str, Option]] = {
-    "none": {},
-    "median": {
-        "n_startup_trials": ("int", None),
-        "n_warmup_steps": ("int", None),
-        "interval_steps": ("int", None),
-    },
-    "percentile": {
-        "percentile": ("float", 25.0),
-        "n_startup_trials": ("int", None),
-        "n_warmup_steps": ("int", None),
-        "interval_steps": ("int", None),
-    },
-    "successive_halving": {
-        "min_resource": ("int", None),
-        "reduction_factor": ("int", None),
-        "min_early_stopping_rate": ("int", None),
-    },
-    "hyperband": {
-        "min_resource": ("int", None),
-        "max_resource": ("int", None),
-        "reduction_factor": ("int", None),
-    },
-    "threshold": {
-        "lower": ("float", None),
-        "upper": ("float", None),
-        "n_warmup_steps": ("int", None),
-    },
+@dataclass(frozen=True)
+class SamplerKind:
+    """A sampler a space may name: its class in ``optuna.samplers`` and the options it takes."""
+
+    cls: str
+    options: dict[str, Option]
+    single_objective: bool = False
+    needs: tuple[str, str] | None = None  # (module it imports, how to install it)
+
+
+@dataclass(frozen=True)
+class PrunerKind:
+    """A pruner a space may name: its class in ``optuna.pruners`` and the options it takes."""
+
+    cls: str
+    options: dict[str, Option]
+
+
+_STARTUP: dict[str, Option] = {"n_startup_trials": ("int", None)}
+SAMPLERS: dict[str, SamplerKind] = {
+    "tpe": SamplerKind(
+        "TPESampler",
+        {"n_startup_trials": ("int", None), "multivariate": ("bool", True), "constant_liar": ("bool", True)},
+    ),
+    "random": SamplerKind("RandomSampler", {}),
+    "grid": SamplerKind("GridSampler", {}),
+    "nsga2": SamplerKind("NSGAIISampler", {"population_size": ("int", None)}),
+    "nsga3": SamplerKind("NSGAIIISampler", {"population_size": ("int", None)}),
+    "gp": SamplerKind("GPSampler", _STARTUP, needs=("torch", "pip install 'hpsearch[gp]'")),
+    "cmaes": SamplerKind(
+        "CmaEsSampler", _STARTUP, single_objective=True, needs=("cmaes", "pip install cmaes")
+    ),
+}
+
+_EVERY: dict[str, Option] = {
+    "n_startup_trials": ("int", None),
+    "n_warmup_steps": ("int", None),
+    "interval_steps": ("int", None),
+}
+PRUNERS: dict[str, PrunerKind] = {
+    "none": PrunerKind("NopPruner", {}),
+    "median": PrunerKind("MedianPruner", _EVERY),
+    "percentile": PrunerKind("PercentilePruner", {"percentile": ("float", 25.0), **_EVERY}),
+    "successive_halving": PrunerKind(
+        "SuccessiveHalvingPruner",
+        {
+            "min_resource": ("int", None),
+            "reduction_factor": ("int", None),
+            "min_early_stopping_rate": ("int", None),
+        },
+    ),
+    "hyperband": PrunerKind(
+        "HyperbandPruner",
+        {"min_resource": ("int", None), "max_resource": ("int", None), "reduction_factor": ("int", None)},
+    ),
+    "threshold": PrunerKind(
+        "ThresholdPruner",
+        {"lower": ("float", None), "upper": ("float", None), "n_warmup_steps": ("int", None)},
+    ),
 }

@@ -21,7 +21,7 @@ class HypermodelRef:
     """A KerasTuner hypermodel named by a space: ``FILE.py:NAME``.
 
     The loader only resolves and hashes the file; nothing is imported until
-    :func:`search.hypermodel.load_builder` is called on a reference the user pointed at.
+    :func:`search.hypermodels.loader.load_builder` is called on a reference the user pointed at.
     ``file`` and ``sha256`` are ``None`` when the space came from a study's stored text: a worker
     must then name its own copy (``hpsearch worker --hypermodel FILE.py:NAME``).
     """

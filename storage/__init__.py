@@ -1,4 +1,6 @@
-"""Where studies live: storage URL resolution and opening Optuna storages.
+"""Where studies live: storage URL resolution, opening Optuna storages, retrying transient errors.
+
+Imports nothing from ``search`` or ``spaces`` (checked by ``make lint``).
 
 Example:
     >>> import storage
@@ -9,13 +11,16 @@ Example:
 from __future__ import annotations
 
 from storage.attrs import set_user_attrs
-from storage.engines import open_storage, sqlite_path
+from storage.engines import HEARTBEAT_INTERVAL_S, open_storage, sqlite_path
+from storage.errors import StorageError
 from storage.urls import DEFAULT_URL, ENV_VAR, PASSWORD_FILE_VAR, backend, redact, resolve
 
 __all__ = [
     "DEFAULT_URL",
     "ENV_VAR",
+    "HEARTBEAT_INTERVAL_S",
     "PASSWORD_FILE_VAR",
+    "StorageError",
     "backend",
     "open_storage",
     "redact",

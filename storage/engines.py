@@ -8,15 +8,16 @@
 - Journal: Optuna's append-only file storage.
 
 RDB storages get heartbeats: a worker that dies (``kill -9``, a lost machine) stops beating, and
-after the grace period its trial is failed and re-queued with the same parameters by whichever
-worker looks next (see :mod:`search.queue`). Transient database errors are retried in
-:mod:`storage.retry`.
+after the grace period its trial is failed by whichever worker looks next, and handed to the
+caller's ``stale_trial_callback`` (hpsearch's re-queues it with the same parameters).
+Transient database errors are retried in :mod:`storage.retry`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import optuna
 import sqlalchemy
 import sqlalchemy.exc
 
-from search.errors import StorageError
+from storage.errors import StorageError
 from storage.retry import RetryingRDBStorage, with_retry
 from storage.urls import backend, redact
 
@@ -46,8 +47,15 @@ def sqlite_path(url: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
+StaleCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+
+
 def open_storage(
-    url: str, *, create: bool = True, heartbeat_interval: int | None = HEARTBEAT_INTERVAL_S
+    url: str,
+    *,
+    create: bool = True,
+    heartbeat_interval: int | None = HEARTBEAT_INTERVAL_S,
+    stale_trial_callback: StaleCallback | None = None,
 ) -> optuna.storages.BaseStorage:
     """Open the storage at ``url``.
 
@@ -57,6 +65,8 @@ def open_storage(
             created (read-only commands such as ``hpsearch studies`` use this).
         heartbeat_interval: seconds between a running trial's heartbeats on RDB storages
             (None: no heartbeats); a trial is stale after ``GRACE_FACTOR`` missed beats.
+        stale_trial_callback: called with each trial found stale (Optuna's
+            ``heartbeat_stale_trial_callback``); None leaves it FAIL.
 
     Raises:
         StorageError: the URL is malformed, the file is missing, or the server cannot be reached.
@@ -77,12 +87,10 @@ def open_storage(
             engine_kwargs = dict(PG_POOL)
         heartbeat: dict[str, Any] = {}
         if heartbeat_interval is not None:
-            from search.queue import requeue
-
             heartbeat = {
                 "heartbeat_interval": heartbeat_interval,
                 "grace_period": GRACE_FACTOR * heartbeat_interval,
-                "heartbeat_stale_trial_callback": requeue,
+                "heartbeat_stale_trial_callback": stale_trial_callback,
             }
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

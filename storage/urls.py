@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import sqlalchemy.engine
 import sqlalchemy.exc
 
-from search.errors import StorageError
+from storage.errors import StorageError
 
 __all__ = ["DEFAULT_URL", "ENV_VAR", "backend", "redact", "resolve"]
 

@@ -74,7 +74,7 @@ def _command(service: str, variables: dict[str, str]) -> list[str]:
     def fill(arg: str) -> str:
         return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m.group(1), m.group(2)), arg)
 
-    return [sys.executable, "-m", "search.cli", *(fill(a) for a in COMPOSE["services"][service]["command"])]
+    return [sys.executable, "-m", "search", *(fill(a) for a in COMPOSE["services"][service]["command"])]
 
 
 def _free_port() -> int:

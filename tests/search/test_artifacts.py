@@ -17,13 +17,14 @@ from optuna_dashboard import get_note
 
 import spaces
 import storage
-from search import artifacts
-from search.data import load_dataset
 from search.errors import ConfigError
-from search.objective import Objective
-from search.queue import top_up
-from search.study import create_or_load
-from search.worker import run
+from search.results import artifacts
+from search.study import open_storage
+from search.study.create import create_or_load
+from search.study.queue import top_up
+from search.trial.data import load_dataset
+from search.trial.objective import Objective
+from search.worker.loop import run
 
 SPACE = """\
 name: art
@@ -73,7 +74,7 @@ def _meta(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any
 def test_trained_trials_upload_curves_and_summary_failed_ones_nothing(
     store_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from search import models
+    from search.trial import models
 
     real_build = models.build
 
@@ -82,9 +83,9 @@ def test_trained_trials_upload_curves_and_summary_failed_ones_nothing(
             raise ValueError("refused by the test")  # an impossible configuration: no training
         return real_build(params, **kwargs)
 
-    monkeypatch.setattr("search.models.build", build_or_refuse)  # reached through build_model
+    monkeypatch.setattr("search.trial.models.build", build_or_refuse)  # reached through build_model
     space = spaces.loads(SPACE, source="test")
-    store = storage.open_storage(f"sqlite:///{tmp_path / 'a.db'}")
+    store = open_storage(f"sqlite:///{tmp_path / 'a.db'}")
     study = create_or_load(space, store)
     top_up(study, 2)
     data = load_dataset("digits", validation_fraction=0.2, limit=200, seed=space.seed)
@@ -127,7 +128,7 @@ def test_trained_trials_upload_curves_and_summary_failed_ones_nothing(
 def test_pruned_note_says_why() -> None:
     from optuna.trial import TrialState, create_trial
 
-    from search.notes import trial_note
+    from search.results.notes import trial_note
 
     trial = create_trial(
         state=TrialState.PRUNED,
@@ -154,7 +155,7 @@ def test_resuming_an_unnamed_study_names_its_metrics(tmp_path: Path) -> None:
 def test_notes_of_any_length_read_back_through_the_dashboards_api(tmp_path: Path) -> None:
     """The note is written in optuna-dashboard's storage format directly (no read of the
     study's other notes), so its public ``get_note`` must read back each trial's whole note."""
-    from search.notes import save_trial_note, trial_note
+    from search.results.notes import save_trial_note, trial_note
 
     store = storage.open_storage(f"sqlite:///{tmp_path / 'n.db'}", heartbeat_interval=None)
     study = optuna.create_study(storage=store, directions=["maximize", "minimize"])

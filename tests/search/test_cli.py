@@ -14,6 +14,7 @@ import pytest
 
 import storage
 from search.cli import main
+from search.study import open_storage
 
 SPACE = """\
 name: e2e
@@ -39,7 +40,7 @@ def space_file(tmp_path: Path) -> Path:
 
 
 def _study(url: str, name: str = "e2e") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage.open_storage(storage.resolve(url, {})))
+    return optuna.load_study(study_name=name, storage=open_storage(storage.resolve(url, {})))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -203,7 +204,7 @@ def test_validate_and_spaces(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_interrupted_run_requeues_its_trial_and_resumes(tmp_path: Path, space_file: Path) -> None:
     """A real `hpsearch` process gets Ctrl-C after its first trial; the rerun finishes the budget."""
     url = f"sqlite:///{tmp_path / 'int.db'}"
-    cmd = [sys.executable, "-m", "search.cli", "run", str(space_file), "--storage", url, "--trials", "4"]
+    cmd = [sys.executable, "-m", "search", "run", str(space_file), "--storage", url, "--trials", "4"]
     root = str(Path(__file__).resolve().parents[2])
     pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}

@@ -58,7 +58,7 @@ def _start_dashboard(cwd: Path, *args: str) -> subprocess.Popen[str]:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "dashboard", *args],
+        [sys.executable, "-m", "search", "dashboard", *args],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""Tests for search.data: real loaders on bundled digits and on tiny IDX / npz files written here."""
+"""Tests for search.trial.data: real loaders on bundled digits and on tiny IDX / npz files written here."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from search import data
-from search.data import DATASETS, load_dataset
 from search.errors import ConfigError, DataError
+from search.trial import data
+from search.trial.data import DATASETS, load_dataset
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 N = 40  # samples in the synthetic datasets; image i has every pixel equal to i, label i % 10

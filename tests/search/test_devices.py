@@ -15,9 +15,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search import devices
 from search.cli import main
 from search.errors import ConfigError
+from search.worker import devices
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_SMI = """#!/bin/sh
@@ -129,7 +129,7 @@ def test_asking_for_a_gpu_that_is_not_there_is_an_error() -> None:
 
 HOLDER = """
 import sys
-from search import devices
+from search.worker import devices
 gpus, _ = devices.discover()
 held = devices.claim(gpus, devices.Policy())
 print(held.placement.gpu.uuid if held.placement.gpu else "cpu", flush=True)

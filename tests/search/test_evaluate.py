@@ -12,12 +12,12 @@ import optuna
 import pytest
 
 import storage
-from search.callbacks import CurveRecorder
 from search.cli import main
-from search.data import load_test
-from search.evaluate import chosen_epochs
-from search.objective import best_epoch
-from search.report import best_trials
+from search.results.tables import best_trials
+from search.tools.evaluate import chosen_epochs
+from search.trial.callbacks import CurveRecorder
+from search.trial.data import load_test
+from search.trial.objective import best_epoch
 
 SPACE = """\
 name: tiny-eval

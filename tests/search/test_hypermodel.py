@@ -15,11 +15,11 @@ import optuna_dashboard
 import pytest
 
 import spaces
-import storage
 from search.cli import main
 from search.errors import ConfigError
-from search.hypermodel import load_builder
-from search.study import load_space
+from search.hypermodels.loader import load_builder
+from search.study import open_storage
+from search.study.create import load_space
 
 TUTORIAL = Path(spaces.__file__).parent / "presets" / "hypermodels" / "kt_tutorial.py"
 SPACE = """\
@@ -46,7 +46,7 @@ def _space(tmp_path: Path, objectives: str = SINGLE, hypermodel: str = "hm/tutor
 
 
 def _study(url: str, name: str = "kt-digits") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage.open_storage(url))
+    return optuna.load_study(study_name=name, storage=open_storage(url))
 
 
 def test_the_space_resolves_and_hashes_the_file_next_to_it(tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ def _dashboard(url: str, path: str) -> Any:
     setup_testing_defaults(environ)
     environ["PATH_INFO"] = path
     status: list[str] = []
-    app = optuna_dashboard.wsgi(storage.open_storage(url))
+    app = optuna_dashboard.wsgi(open_storage(url))
     body = b"".join(app(environ, lambda code, headers, exc=None: status.append(code)))
     assert status == ["200 OK"], status
     return json.loads(body)
@@ -178,7 +178,7 @@ def test_resuming_after_the_file_changed_is_refused(
     (tmp_path / "hm" / "tutorial.py").write_text(TUTORIAL.read_text() + "\n# edited\n")
     assert main(["create", str(path), "--storage", url]) == 2
     assert "changed since the study was created" in capsys.readouterr().err
-    assert load_space(storage.open_storage(url), "kt-digits").hypermodel is not None
+    assert load_space(open_storage(url), "kt-digits").hypermodel is not None
 
 
 BROKEN = {

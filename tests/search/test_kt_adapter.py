@@ -15,7 +15,7 @@ from optuna.distributions import (
 )
 
 from search.errors import ConfigError
-from search.kt_adapter import OptunaHyperParameters
+from search.hypermodels.adapter import OptunaHyperParameters
 
 Call = Callable[[Any], Any]
 

@@ -10,9 +10,9 @@ import pytest
 
 import spaces
 from search.cli import main
-from search.data import load_dataset
 from search.errors import ConfigError
-from search.lr_find import RangeTest, parse_overrides, pick_params, range_test, write_space
+from search.tools.lr_find import RangeTest, parse_overrides, pick_params, range_test, write_space
+from search.trial.data import load_dataset
 
 SPACE = """\
 name: tiny-lr

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import pytest
 
-from search.models import build, count_flops
+from search.trial.models import build, count_flops
 from spaces import schema
 
 BASE: dict[str, Any] = {

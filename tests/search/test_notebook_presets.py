@@ -9,10 +9,10 @@ import optuna
 import pytest
 
 import spaces
-from search.hypermodel import load_builder
-from search.kt_adapter import OptunaHyperParameters
-from search.lr_find import pick_params
-from search.models import build
+from search.hypermodels.adapter import OptunaHyperParameters
+from search.hypermodels.loader import load_builder
+from search.tools.lr_find import pick_params
+from search.trial.models import build
 
 ALL = sorted(spaces.presets())
 SWEEPS: dict[str, dict[str, list[Any]]] = {
@@ -99,6 +99,6 @@ def test_one_factor_sweep_is_the_expected_grid_around_the_baseline(dataset: str,
 
 
 def _sampler(space: spaces.Space) -> optuna.samplers.BaseSampler:
-    from search.study import make_sampler
+    from spaces.optuna import make_sampler
 
     return make_sampler(space)

@@ -8,9 +8,9 @@ import optuna
 import pytest
 
 import spaces
-from search.data import load_dataset
 from search.errors import TrialFailed
-from search.objective import Objective
+from search.trial.data import load_dataset
+from search.trial.objective import Objective
 
 TINY = """\
 name: tiny
@@ -23,7 +23,7 @@ training: {batch_size: 64, epochs: 2}
 def _objective(text: str) -> tuple[Objective, optuna.Study]:
     space = spaces.loads(text, source="test")
     data = load_dataset("digits", validation_fraction=0.2, limit=300, seed=space.seed)
-    from search.study import make_pruner
+    from spaces.optuna import make_pruner
 
     study = optuna.create_study(directions=list(space.directions), pruner=make_pruner(space.pruner))
     return Objective(space, data, device="CPU (test)"), study
@@ -111,7 +111,7 @@ def test_impossible_configuration_is_a_trial_failure(monkeypatch: pytest.MonkeyP
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("kernel larger than the image")
 
-    monkeypatch.setattr("search.models.build", broken)  # called through search.hypermodel.build_model
+    monkeypatch.setattr("search.trial.models.build", broken)  # called through build_model
     study.optimize(objective, n_trials=1, catch=(TrialFailed,))
     assert (
         study.trials[0].user_attrs["fail_reason"] == "impossible configuration: kernel larger than the image"

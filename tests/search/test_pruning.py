@@ -18,8 +18,8 @@ from optuna.trial import TrialState
 
 import spaces
 import storage
-from search.pruning import CURVE_ATTR, MultiObjectiveReporter, NativeReporter, Reporter
-from search.study import make_pruner
+from search.trial.pruning import CURVE_ATTR, MultiObjectiveReporter, NativeReporter, Reporter
+from spaces.optuna import make_pruner
 
 STEPS = 8
 PRUNERS = [
@@ -118,7 +118,7 @@ def test_pruned_trial_keeps_its_curve_and_no_intermediate_values() -> None:
     good, bad = study.trials
     assert (good.state, bad.state) == (TrialState.COMPLETE, TrialState.PRUNED)
     assert bad.user_attrs[CURVE_ATTR] == {"1": 0.1, "2": 0.1}  # n_warmup_steps=2: judged from step 2
-    assert bad.intermediate_values == {}  # kept away from the samplers, see search/pruning.py
+    assert bad.intermediate_values == {}  # kept away from the samplers, see search/trial/pruning.py
 
 
 @pytest.mark.parametrize(

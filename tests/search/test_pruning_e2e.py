@@ -8,9 +8,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-import storage
 from search.cli import main
-from search.pruning import CURVE_ATTR
+from search.study import open_storage
+from search.trial.pruning import CURVE_ATTR
 
 # Learning rates 1e-5 and 2e-5 leave a 32-unit MLP near chance (0.05-0.13 here) after 2 epochs;
 # 0.01 and 0.003 are at 0.59-0.86. The threshold (0.3) sits far from both, so which trials are
@@ -40,7 +40,7 @@ def test_multi_objective_study_prunes_and_still_reports_its_front(
     assert "PRUNED   threshold pruner at epoch 2: val_accuracy=" in out
     assert "Pareto-optimal trials of study 'mo-prune'" in out
 
-    study = optuna.load_study(study_name="mo-prune", storage=storage.open_storage(url))
+    study = optuna.load_study(study_name="mo-prune", storage=open_storage(url))
     by_lr = {t.params["learning_rate"]: t for t in study.trials}
     assert {lr: t.state.name for lr, t in by_lr.items()} == {
         0.01: "COMPLETE",

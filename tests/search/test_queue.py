@@ -16,18 +16,19 @@ import pytest
 
 import spaces
 import storage
-from search.queue import slots, top_up
-from search.study import create_or_load
+from search.study.create import create_or_load
+from search.study.queue import slots, top_up
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACE = "name: q\ndataset: digits\nmodel: {units: {type: int, low: 8, high: 512}}\n"
 FAKE_WORKER = """
 import contextlib, sys, optuna, spaces, storage
-from search.queue import QueueEmpty
-from search.study import open_study
+from search.study.queue import QueueEmpty
+from search.study.create import open_study
+from search.study import open_storage
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 url, index = sys.argv[1], int(sys.argv[2])
-study = open_study(spaces.loads(sys.argv[3]), storage.open_storage(url), "q", worker=index)
+study = open_study(spaces.loads(sys.argv[3]), open_storage(url), "q", worker=index)
 def objective(trial):
     trial.set_user_attr("worker", index)
     return trial.suggest_int("units_0", 8, 512) / 512, 1.0

@@ -1,4 +1,4 @@
-"""Worker recycling (search.recycle): the pure decision, and real processes that restart themselves.
+"""Worker recycling (search.worker.recycle): the pure decision, and real processes that restart themselves.
 
 ``HPSEARCH_RECYCLE_EVERY=1`` forces a restart after every trial, so the end-to-end tests do not
 depend on how much memory a tiny trial happens to leave behind. Each restart re-imports
@@ -18,9 +18,10 @@ import pytest
 
 import spaces
 import storage
-from search.queue import top_up
-from search.recycle import EVERY_ENV, STATE_ENV, Recycler, State, should_restart
-from search.study import create_or_load
+from search.study import open_storage
+from search.study.create import create_or_load
+from search.study.queue import top_up
+from search.worker.recycle import EVERY_ENV, STATE_ENV, Recycler, State, should_restart
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = """\
@@ -76,9 +77,9 @@ def _env() -> dict[str, str]:
 
 
 def _cli(*args: str) -> tuple[int, int, str]:
-    """Run ``python -m search.cli ARGS``; its PID, exit code and output."""
+    """Run ``python -m search ARGS``; its PID, exit code and output."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", *args],
+        [sys.executable, "-m", "search", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -114,7 +115,7 @@ def test_run_restarts_after_each_trial_and_ends_with_its_budget(tmp_path: Path) 
 
 def test_worker_max_trials_holds_across_restarts(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    study = create_or_load(spaces.loads(TINY, source="test"), storage.open_storage(storage.resolve(url, {})))
+    study = create_or_load(spaces.loads(TINY, source="test"), open_storage(storage.resolve(url, {})))
     top_up(study, 4)
     pid, code, out = _cli("worker", "--study", "recycled", "--storage", url, "--max-trials", "2")
     assert code == 0, out
@@ -140,7 +141,7 @@ def test_in_process_main_never_replaces_its_caller(
 
 CLAIM_THEN_EXEC = """\
 import os, sys
-from search import devices
+from search.worker import devices
 gpus = [devices.Gpu(0, "GPU-fake-0", "fake", 1000, 0, 0)]  # fake: this machine has no GPU
 held = devices.claim(gpus, devices.Policy("gpu"))  # ConfigError if the only slot is still held
 print(sys.argv[1], os.getpid(), held.placement.gpu is not None, flush=True)

@@ -19,9 +19,9 @@ from optuna.trial import TrialState, create_trial
 import spaces
 import storage
 from search.cli import main
-from search.progress import ProgressDisplay, format_eta
-from search.queue import top_up
-from search.study import create_or_load
+from search.study.create import create_or_load
+from search.study.queue import top_up
+from search.worker.progress import ProgressDisplay, format_eta
 
 MULTI = """\
 name: rep

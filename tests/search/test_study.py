@@ -9,7 +9,7 @@ import pytest
 
 import spaces
 from search.errors import ConfigError
-from search.study import make_pruner, make_sampler
+from spaces.optuna import make_pruner, make_sampler
 
 SPACE = """\
 name: s
@@ -135,7 +135,7 @@ def test_patience_delays_the_prune() -> None:
 
 
 def test_multi_objective_study_gets_no_optuna_pruner() -> None:
-    from search.study import create_or_load
+    from search.study.create import create_or_load
 
     space = _space(pruner="{type: median}", objectives="[val_accuracy, train_seconds]")
     study = create_or_load(space, optuna.storages.InMemoryStorage())

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import spaces
-from search.callbacks import NanGuard, StopWhen
-from search.data import load_dataset
-from search.models import build, count_flops
-from search.training import (
+from search.trial.callbacks import NanGuard, StopWhen
+from search.trial.data import load_dataset
+from search.trial.models import build, count_flops
+from search.trial.training import (
     PLAIN,
     XLA_MIN_STEPS,
     FastPaths,

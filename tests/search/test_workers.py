@@ -26,8 +26,9 @@ import pytest
 import spaces
 import storage
 from search.cli import main
-from search.queue import top_up
-from search.study import create_or_load
+from search.study import open_storage
+from search.study.create import create_or_load
+from search.study.queue import top_up
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = """\
@@ -72,12 +73,12 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 120) -> None:
 
 
 def _worker(url: str, *extra: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "search.cli", "worker", "--study", "many", "--storage", url, *extra]
+    cmd = [sys.executable, "-m", "search", "worker", "--study", "many", "--storage", url, *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _queued_study(url: str, text: str, budget: int) -> None:
-    study = create_or_load(spaces.loads(text, source="test"), storage.open_storage(storage.resolve(url, {})))
+    study = create_or_load(spaces.loads(text, source="test"), open_storage(storage.resolve(url, {})))
     top_up(study, budget)
 
 
@@ -90,7 +91,7 @@ def test_four_workers_finish_exactly_the_budget_while_the_dashboard_reads(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = storage.resolve(_url(backend, tmp_path, request), {})
-    storage.open_storage(url)  # the database exists before the dashboard opens it
+    open_storage(url)  # the database exists before the dashboard opens it
     space = tmp_path / "many.yaml"
     space.write_text(TINY)
     with _Dashboard(url) as dashboard:  # the real optuna-dashboard, polled over HTTP throughout
@@ -177,7 +178,7 @@ def test_killed_worker_trial_is_failed_requeued_and_finished(
     lost = next(t for t in _trials(pg_url) if t.state.name == "RUNNING")
 
     rescuer = subprocess.run(
-        [sys.executable, "-m", "search.cli", "worker", "--study", "many", "--storage", pg_url],
+        [sys.executable, "-m", "search", "worker", "--study", "many", "--storage", pg_url],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert rescuer.returncode == 0, rescuer.stdout + rescuer.stderr
@@ -236,7 +237,7 @@ def grpc_url(tmp_path: Path) -> Iterator[str]:
     pytest.importorskip("grpc")
     port = _free_port()
     proxy = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "storage-proxy", "--storage", f"sqlite:///{tmp_path / 'p.db'}",
+        [sys.executable, "-m", "search", "storage-proxy", "--storage", f"sqlite:///{tmp_path / 'p.db'}",
          "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

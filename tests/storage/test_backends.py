@@ -11,8 +11,9 @@ import pytest
 import spaces
 import storage
 from search.errors import ConfigError, StorageError
-from search.queue import top_up
-from search.study import create_or_load, load_space
+from search.study import open_storage
+from search.study.create import create_or_load, load_space
+from search.study.queue import top_up
 
 SPACE = "name: roundtrip\ndataset: digits\nmodel: {layers: {type: int, low: 1, high: 2}}\n"
 
@@ -21,13 +22,13 @@ class TestEveryBackend:
     def test_study_keeps_its_space_and_trials_across_processes(self, storage_url: str) -> None:
         url = storage.resolve(storage_url, {})
         space = spaces.loads(SPACE, source="test")
-        study = create_or_load(space, storage.open_storage(url))
+        study = create_or_load(space, open_storage(url))
         top_up(study, 1)
         trial = study.ask()
         space.sample(trial)
         study.tell(trial, [0.9, 1.5])
 
-        reopened = storage.open_storage(url, create=False)  # as a second worker would
+        reopened = open_storage(url, create=False)  # as a second worker would
         stored = load_space(reopened, "roundtrip")
         assert stored.fingerprint == space.fingerprint
         assert stored.text == SPACE
@@ -39,7 +40,7 @@ class TestEveryBackend:
         ]
 
     def test_resuming_with_a_different_space_is_refused(self, storage_url: str) -> None:
-        store = storage.open_storage(storage.resolve(storage_url, {}))
+        store = open_storage(storage.resolve(storage_url, {}))
         create_or_load(spaces.loads(SPACE, source="a.yaml"), store)
         changed = spaces.loads(SPACE.replace("high: 2", "high: 3"), source="b.yaml")
         with pytest.raises(
@@ -56,13 +57,13 @@ class TestEveryBackend:
         attrs = {"replaced": "new", "curves": {"loss": [0.5, 0.25]}, "fast_paths": {"jit_compile": True}}
         storage.set_user_attrs(study._storage, trial._trial_id, attrs)
         study.tell(trial, 1.0)
-        reopened = optuna.load_study(study_name=study.study_name, storage=storage.open_storage(url))
+        reopened = optuna.load_study(study_name=study.study_name, storage=open_storage(url))
         assert reopened.trials[0].user_attrs == {"kept": 1, **attrs}
         with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
             storage.set_user_attrs(study._storage, trial._trial_id, {"late": 1})
 
     def test_unknown_study_names_the_ones_there(self, storage_url: str) -> None:
-        store = storage.open_storage(storage.resolve(storage_url, {}))
+        store = open_storage(storage.resolve(storage_url, {}))
         create_or_load(spaces.loads(SPACE, source="a.yaml"), store)
         with pytest.raises(StorageError, match=r"no study named 'other'.*studies: roundtrip"):
             load_space(store, "other")
@@ -70,7 +71,7 @@ class TestEveryBackend:
 
 def test_sqlite_file_uses_wal_so_readers_do_not_block_writers(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    storage.open_storage(f"sqlite:///{db}")
+    open_storage(f"sqlite:///{db}")
     assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -54,7 +54,7 @@ WARMUP_TRIALS = 3  # the baseline is the resident memory after this many trials 
 STATE_ENV = "HPSEARCH_RECYCLE_STATE"
 EVERY_ENV = "HPSEARCH_RECYCLE_EVERY"
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-# the environment as the command found it (search.cli imports this module first thing): devices.apply()
+# the environment as the command found it (search.cli.main imports this module first thing): devices.apply()
 # narrows CUDA_VISIBLE_DEVICES to the claimed GPU, and a restart must discover and claim afresh
 _STARTED_WITH = dict(os.environ)
 
@@ -153,7 +153,7 @@ class Recycler:
     def reseed(self, study: optuna.Study, space: Space, worker: int) -> None:
         """After a restart: a new sampler seed, so a seeded sampler does not replay its points."""
         if self.state.restarts:
-            from search.study import make_sampler
+            from spaces.optuna import make_sampler
 
             n = len(study.get_trials(deepcopy=False))
             study.sampler = make_sampler(
@@ -202,11 +202,11 @@ class Recycler:
 
 
 def restart(recycler: Recycler, argv: list[str]) -> NoReturn:
-    """Replace this process by ``python -m search.cli ARGV`` (same PID), carrying the state."""
+    """Replace this process by ``python -m search ARGV`` (same PID), carrying the state."""
     print(recycler.message(), flush=True)
     sys.stderr.flush()
     state = recycler.state
     state.restarts += 1
     state.ran += recycler.trials_here
     env = {**_STARTED_WITH, STATE_ENV: json.dumps(asdict(state))}
-    os.execve(sys.executable, [sys.executable, "-m", "search.cli", *argv], env)
+    os.execve(sys.executable, [sys.executable, "-m", "search", *argv], env)

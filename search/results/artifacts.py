@@ -11,7 +11,7 @@ A worker calls :func:`use` once with its store; the objective calls :func:`recor
 training (a no-op when no store is in use, e.g. in tests that build an ``Objective`` alone).
 
 Example:
-    >>> from search.artifacts import default_dir
+    >>> from search.results.artifacts import default_dir
     >>> str(default_dir("sqlite:///runs/studies.db", environ={}))
     'runs/studies-artifacts'
 """

@@ -20,7 +20,7 @@ __all__ = ["launch"]
 
 
 def _command(study: str, index: int, args: argparse.Namespace) -> list[str]:
-    cmd = [sys.executable, "-m", "search.cli"]
+    cmd = [sys.executable, "-m", "search"]
     if args.debug:
         cmd.append("--debug")
     cmd += ["worker", "--study", study, "--index", str(index), "--heartbeat", str(args.heartbeat)]

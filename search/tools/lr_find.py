@@ -9,7 +9,7 @@ suggested search range spans two decades below it.
 
 Example:
     >>> import spaces
-    >>> from search.data import load_dataset
+    >>> from search.trial.data import load_dataset
     >>> space = spaces.load("quickstart")
     >>> params = pick_params(space, parse_overrides(["optimizer=adam"]))
     >>> found = range_test(space, load_dataset("digits", limit=200), params)  # doctest: +SKIP
@@ -35,7 +35,7 @@ from spaces import schema
 from spaces.domains import Choice, Fixed, FloatRange, IntRange
 
 if TYPE_CHECKING:
-    from search.data import Dataset
+    from search.trial.data import Dataset
     from spaces import Space
 
 __all__ = ["RangeTest", "parse_overrides", "pick_params", "plot", "range_test", "write_space"]
@@ -171,7 +171,7 @@ def range_test(
         ConfigError: ``min_lr`` / ``max_lr`` are not ``0 < min_lr < max_lr``, or the training
             split has fewer than two batches.
     """
-    from search.hypermodel import fresh_model
+    from search.hypermodels.loader import fresh_model
 
     if space.hypermodel is not None:
         raise ConfigError(

@@ -11,18 +11,18 @@ import numpy as np
 import optuna
 
 import storage
-from search import artifacts
-from search.callbacks import CurveRecorder, NanGuard, StopWhen
-from search.devices import Placement, as_dict
 from search.errors import TrialFailed, WorkerStopping
-from search.hypermodel import build_model
-from search.models import count_flops
-from search.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
-from search.training import fit, freeze_long_lived, prepare
+from search.hypermodels.loader import build_model
+from search.results import artifacts
+from search.trial.callbacks import CurveRecorder, NanGuard, StopWhen
+from search.trial.models import count_flops
+from search.trial.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
+from search.trial.training import fit, freeze_long_lived, prepare
+from search.worker.devices import Placement, as_dict
 from spaces.schema import METRICS
 
 if TYPE_CHECKING:
-    from search.data import Dataset
+    from search.trial.data import Dataset
     from spaces import Space
 
 __all__ = ["Objective", "best_epoch", "describe_device"]
@@ -44,7 +44,7 @@ class Objective:
     whose weights and metrics are kept), ``params`` (every hyperparameter, fixed ones included),
     ``param_count``, ``flops`` (forward, per sample), ``device``, ``curves`` (per-epoch
     metrics) and ``fast_paths`` (steps per execution, validation batch, XLA: what
-    :func:`search.training.fit` chose). A failed trial also records ``fail_reason``.
+    :func:`search.trial.training.fit` chose). A failed trial also records ``fail_reason``.
     """
 
     def __init__(
@@ -63,7 +63,7 @@ class Objective:
             device: how to describe the device in the trial's attrs (default: detected).
             stop: set by the worker on SIGTERM / SIGINT; the running trial stops at the next
                 batch and raises :class:`WorkerStopping` so the worker can re-queue it.
-            placement: the GPU (or CPU) this worker was given (see :mod:`search.devices`).
+            placement: the GPU (or CPU) this worker was given (see :mod:`search.worker.devices`).
         """
         self.space = space
         self.data = dataset
@@ -74,10 +74,10 @@ class Objective:
         self.on_gpu = placement is not None and placement.gpu is not None
         self.prune = space.pruner.type != "none"
         self.stop = stop or threading.Event()
-        # multi-objective pruning: this worker's pruner instance (see search.pruning)
+        # multi-objective pruning: this worker's pruner instance (see search.trial.pruning)
         self._mo: optuna.pruners.BasePruner | None = None
         if self.prune and space.is_multi_objective:
-            from search.study import make_pruner
+            from spaces.optuna import make_pruner
 
             self._mo = make_pruner(space.pruner)
 

@@ -27,7 +27,7 @@ callbacks, plus these fast paths (see README "Fast trials" for their measurement
   epoch reuses them, because every epoch feeds tensors of the same shapes.
 
 Example:
-    >>> from search.data import load_dataset
+    >>> from search.trial.data import load_dataset
     >>> data = prepare(load_dataset("digits", limit=100))
     >>> pick_steps_per_execution(batch_size=32, n_train=data.n_train, flops_per_sample=2000)
     4
@@ -46,7 +46,7 @@ import keras
 if TYPE_CHECKING:
     import tensorflow as tf
 
-    from search.data import Dataset
+    from search.trial.data import Dataset
 
 __all__ = [
     "FastPaths",
@@ -133,7 +133,7 @@ _PREPARED: weakref.WeakKeyDictionary[Dataset, PreparedData] = weakref.WeakKeyDic
 def prepare(dataset: Dataset) -> PreparedData:
     """The dataset as tensors, on the first visible GPU if there is one; cached per dataset.
 
-    Datasets are loaded once per process (``search.data.load_dataset`` caches them), so this
+    Datasets are loaded once per process (``search.trial.data.load_dataset`` caches them), so this
     converts each once per worker, never per trial.
     """
     cached = _PREPARED.get(dataset)

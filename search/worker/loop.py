@@ -28,12 +28,12 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import TrialFailed, WorkerStopping
-from search.notes import save_trial_note
-from search.progress import ProgressDisplay
-from search.queue import QueueEmpty, QueueStudy, requeue, slots
+from search.results.notes import save_trial_note
+from search.study.queue import QueueEmpty, QueueStudy, requeue, slots
+from search.worker.progress import ProgressDisplay
 
 if TYPE_CHECKING:
-    from search.recycle import Recycler
+    from search.worker.recycle import Recycler
     from spaces import Space
 
 __all__ = ["MAX_FAILURES_IN_ROW", "RunResult", "run"]

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import optuna
 from optuna.trial import FrozenTrial
 
-from search.queue import slots
-from search.report import _fmt, best_trials, trial_line
+from search.results.tables import _fmt, best_trials, trial_line
+from search.study.queue import slots
 
 if TYPE_CHECKING:
     from spaces import Space

@@ -1,4 +1,4 @@
-"""Create or load studies; the sampler and pruner factories.
+"""Create or load studies; open them as queues with the space's sampler and pruner.
 
 A study carries its space: the YAML text is stored as a study user attr, so a worker needs only
 the storage URL and the study name.
@@ -13,69 +13,17 @@ import optuna
 
 import spaces
 from search.errors import ConfigError, StorageError
-from search.hypermodel import check_resume, record
-from search.queue import QueueStudy
-from spaces import PrunerSpec, SamplerSpec, Space
+from search.hypermodels.loader import check_resume, record
+from search.study.queue import QueueStudy
+from spaces import Space
+from spaces.optuna import make_pruner, make_sampler
 
-__all__ = ["SPACE_ATTR", "create_or_load", "load_space", "make_pruner", "make_sampler", "open_study"]
+__all__ = ["create_or_load", "load_space", "open_study"]
 
 SPACE_ATTR = "hpsearch:space"
 FINGERPRINT_ATTR = "hpsearch:fingerprint"
 METRICS_ATTR = "hpsearch:metrics"
 SOURCE_ATTR = "hpsearch:source"
-
-
-def make_sampler(space: Space, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The sampler a space names, seeded with ``sampler.seed + seed_offset``.
-
-    ``seed_offset`` (the number of trials already in the study) keeps a resumed study from
-    replaying the random start-up points it already tried.
-    """
-    spec: SamplerSpec = space.sampler
-    seed = (spec.seed + seed_offset) % 2**32  # numpy's seed range
-    opts: dict[str, Any] = dict(spec.options)
-    if spec.type == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **opts)
-    if spec.type == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if spec.type == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
-    if spec.type == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, **opts)
-    if spec.type == "nsga3":
-        with warnings.catch_warnings():  # "experimental" since Optuna 3.2
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.NSGAIIISampler(seed=seed, **opts)
-    if spec.type == "gp":
-        return optuna.samplers.GPSampler(seed=seed, **opts)
-    if spec.type == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, **opts)
-    raise ConfigError(f"{space.source}: sampler.type: unknown sampler {spec.type!r}")
-
-
-def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
-    """Optuna's pruner for a space's ``pruner`` section (optionally wrapped in PatientPruner)."""
-    opts: dict[str, Any] = dict(spec.options)
-    pruner: optuna.pruners.BasePruner
-    if spec.type == "none":
-        return optuna.pruners.NopPruner()
-    if spec.type == "median":
-        pruner = optuna.pruners.MedianPruner(**opts)
-    elif spec.type == "percentile":
-        pruner = optuna.pruners.PercentilePruner(**opts)
-    elif spec.type == "successive_halving":
-        pruner = optuna.pruners.SuccessiveHalvingPruner(**opts)
-    elif spec.type == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(**opts)
-    elif spec.type == "threshold":
-        pruner = optuna.pruners.ThresholdPruner(**opts)
-    else:
-        raise ConfigError(f"pruner.type: unknown pruner {spec.type!r}")
-    if spec.patience is not None:
-        with warnings.catch_warnings():  # "experimental" since Optuna 2.8; its interface is stable
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            pruner = optuna.pruners.PatientPruner(pruner, patience=spec.patience)
-    return pruner
 
 
 def create_or_load(

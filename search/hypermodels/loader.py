@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import keras
     import optuna
 
-    from search.data import Dataset
+    from search.trial.data import Dataset
     from spaces import Space
 
 __all__ = [
@@ -103,7 +103,7 @@ def build_model(
     ``Rescaling(1 / pixel_max)`` input layer as the declarative models (KerasTuner examples
     expect inputs in [0, 1]).
     """
-    from search.models import build
+    from search.trial.models import build
 
     if space.hypermodel is None:
         return build(
@@ -115,7 +115,7 @@ def build_model(
         )
     import keras
 
-    from search.kt_adapter import OptunaHyperParameters
+    from search.hypermodels.adapter import OptunaHyperParameters
 
     builder = load_builder(space.hypermodel)
     hp = OptunaHyperParameters(trial)

@@ -16,7 +16,7 @@ import optuna
 
 import spaces
 import storage
-from search.commands import (
+from search.cli.commands import (
     cmd_best,
     cmd_dashboard,
     cmd_devices,
@@ -29,12 +29,12 @@ from search.commands import (
     cmd_studies,
     cmd_validate,
 )
-from search.errors import ConfigError, HPSearchError
-from search.recycle import DEFAULT_MAX_GROWTH, growth_percent
+from search.errors import USER_ERRORS, ConfigError
+from search.worker.recycle import DEFAULT_MAX_GROWTH, growth_percent
 
 if TYPE_CHECKING:
-    from search.data import Dataset
-    from search.queue import QueueStudy
+    from search.study.queue import QueueStudy
+    from search.trial.data import Dataset
 
 __all__ = ["main"]
 
@@ -269,13 +269,15 @@ def _open(url: str, args: argparse.Namespace, *, create: bool = True) -> optuna.
             args.heartbeat = _positive_int(text)
         except argparse.ArgumentTypeError as e:
             raise ConfigError(f"HPSEARCH_HEARTBEAT: {e}") from None
-    return storage.open_storage(url, create=create, heartbeat_interval=args.heartbeat)
+    from search.study import open_storage  # a stale trial is re-queued
+
+    return open_storage(url, create=create, heartbeat_interval=args.heartbeat)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from search.data import load_for  # imported late: `hpsearch validate` needs none of this
-    from search.queue import slots, top_up
-    from search.study import create_or_load
+    from search.study.create import create_or_load
+    from search.study.queue import slots, top_up
+    from search.trial.data import load_for  # imported late: `hpsearch validate` needs none of this
 
     space = spaces.load(args.space)  # a rejected space stops here: nothing is written
     url = storage.resolve(args.storage)
@@ -297,14 +299,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             "(raise --trials to run more)"
         )
     if args.workers > 1:
-        from search.hypermodel import worker_argument
-        from search.launcher import launch
+        from search.hypermodels.loader import worker_argument
+        from search.worker.launcher import launch
 
         args.hypermodel = worker_argument(space)  # the workers import the file this run named
         code = launch(study.study_name, url, args)
     else:
         code = _work(study, space, dataset, store, url, args)
-    from search.report import front_table
+    from search.results.tables import front_table
 
     print()
     print(front_table(study, space.metrics))
@@ -312,8 +314,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from search.queue import slots, top_up
-    from search.study import create_or_load
+    from search.study.create import create_or_load
+    from search.study.queue import slots, top_up
 
     space = spaces.load(args.space)
     url = storage.resolve(args.storage)
@@ -328,9 +330,9 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from search.data import load_for
-    from search.hypermodel import bind_worker
-    from search.study import load_space, open_study
+    from search.hypermodels.loader import bind_worker
+    from search.study.create import load_space, open_study
+    from search.trial.data import load_for
 
     url = storage.resolve(args.storage)
     store = _open(url, args, create=False)
@@ -346,7 +348,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         flush=True,
     )
     code = _work(study, space, dataset, store, url, args, as_worker=True)
-    from search.report import front_table
+    from search.results.tables import front_table
 
     print()
     print(front_table(study, space.metrics))
@@ -364,9 +366,9 @@ def _work(
     as_worker: bool = False,
 ) -> int:
     """Run this process's share of the study; the exit code."""
-    from search import devices, recycle
-    from search.native import quiet_native_stderr
-    from search.worker import run
+    from search.worker import devices, recycle
+    from search.worker.loop import run
+    from search.worker.native import quiet_native_stderr
 
     gpus, why = devices.discover()
     held = devices.claim(
@@ -374,12 +376,12 @@ def _work(
     )
     devices.apply(held.placement)  # before TensorFlow is imported
     print(f"device: {held.placement.describe() if gpus else 'CPU (' + why + ')'}", flush=True)
-    from search import artifacts
+    from search.results import artifacts
 
     artifacts.use(artifacts.open_store(artifacts.resolve_dir(args.artifacts, url)))
     stop = threading.Event()
     with quiet_native_stderr(enabled=not args.debug):
-        from search.objective import Objective
+        from search.trial.objective import Objective
 
         devices.configure_tf(held.placement)
         objective = Objective(space, dataset, stop=stop, placement=held.placement)
@@ -420,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.INFO if args.debug else optuna.logging.ERROR)
     try:
         return int(args.func(args))
-    except HPSearchError as e:
+    except USER_ERRORS as e:
         if args.debug:
             raise
         print(f"hpsearch: error: {e}", file=sys.stderr)
@@ -430,7 +432,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("\nhpsearch: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Subcommands that look at studies or prepare them, as opposed to running trials.
 
-``search.cli`` declares their options; each function takes the parsed arguments and returns the
+``search.cli.main`` declares their options; each function takes the parsed arguments and returns the
 exit code. Heavy imports stay inside the functions so that ``hpsearch --help`` stays fast.
 """
 
@@ -34,7 +34,7 @@ __all__ = [
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import optuna_dashboard
 
-    from search import artifacts
+    from search.results import artifacts
 
     url = storage.resolve(args.storage)
     store = storage.open_storage(url, create=False, heartbeat_interval=None)
@@ -60,8 +60,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from search.html_report import write_report
-    from search.study import load_space
+    from search.results.html_report import write_report
+    from search.study.create import load_space
 
     store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
     space = load_space(store, args.study)
@@ -77,8 +77,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from search.export import export_trials
-    from search.study import load_space
+    from search.results.export import export_trials
+    from search.study.create import load_space
 
     store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
     space = load_space(store, args.study)
@@ -95,7 +95,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from search import devices
+    from search.worker import devices
 
     policy = devices.Policy(args.device, args.per_gpu)
     gpus, why = devices.discover()
@@ -123,7 +123,7 @@ def cmd_storage_proxy(args: argparse.Namespace) -> int:
 
 
 def cmd_studies(args: argparse.Namespace) -> int:
-    from search.report import studies_table
+    from search.results.tables import studies_table
 
     store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
     print(studies_table(store))
@@ -131,8 +131,8 @@ def cmd_studies(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from search.report import best_trials, front_table, trial_json
-    from search.study import load_space
+    from search.results.tables import best_trials, front_table, trial_json
+    from search.study.create import load_space
 
     store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
     space = load_space(store, args.study)
@@ -173,10 +173,10 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from search.evaluate import evaluate, format_evaluation
+    from search.tools.evaluate import evaluate, format_evaluation
 
     store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
-    from search.native import quiet_native_stderr
+    from search.worker.native import quiet_native_stderr
 
     with quiet_native_stderr(enabled=not args.debug):  # TensorFlow's start-up chatter stays hidden
         result = evaluate(
@@ -193,7 +193,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from search.native import quiet_native_stderr
+    from search.worker.native import quiet_native_stderr
 
     if (args.space is None) == (args.study is None):
         raise ConfigError("lr-find: give either SPACE or --study NAME")
@@ -203,11 +203,11 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         raise ConfigError("lr-find: --trial-params is for SPACE; --study takes the trial's parameters")
     space = spaces.load(args.space) if args.space is not None else None
     with quiet_native_stderr(enabled=not args.debug):
-        from search import lr_find
+        from search.tools import lr_find
 
         if space is None:
-            from search.evaluate import choose_trial, trial_params
-            from search.study import load_space
+            from search.study.create import load_space
+            from search.tools.evaluate import choose_trial, trial_params
 
             store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
             space = load_space(store, args.study)
@@ -215,7 +215,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
             params = trial_params(trial)
         else:
             params = lr_find.pick_params(space, lr_find.parse_overrides(args.trial_params))
-        from search.data import load_for
+        from search.trial.data import load_for
 
         dataset = load_for(space, args.data_dir)
         found = lr_find.range_test(space, dataset, params, min_lr=args.min_lr, max_lr=args.max_lr)

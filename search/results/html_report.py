@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.report import _fmt, best_trials, compact_params
+from search.results.tables import _fmt, best_trials, compact_params
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

@@ -27,7 +27,7 @@ import storage
 from search.errors import ConfigError, HPSearchError
 
 if TYPE_CHECKING:
-    from search.data import Dataset
+    from search.trial.data import Dataset
     from spaces import Space
 
 __all__ = [
@@ -86,7 +86,7 @@ class Evaluation:
 def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     """Trial ``number``, or by default the best trial (multi-objective: the Pareto trial that is
     best on the first objective)."""
-    from search.report import best_trials
+    from search.results.tables import best_trials
 
     if number is None:
         best = best_trials(study)
@@ -135,9 +135,9 @@ def evaluate(
     """
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from search.data import load_for, load_test
-    from search.hypermodel import bind_worker, fresh_model
-    from search.study import load_space
+    from search.hypermodels.loader import bind_worker, fresh_model
+    from search.study.create import load_space
+    from search.trial.data import load_for, load_test
 
     if fit not in FITS:
         raise ConfigError(f"--fit: expected one of {', '.join(FITS)}, got {fit!r}")
@@ -231,7 +231,7 @@ def _fit(model: Any, ds: Dataset, params: dict[str, Any], trial: FrozenTrial, fi
 def chosen_epochs(trial: FrozenTrial, params: dict[str, Any]) -> int:
     """Epochs to retrain: the trial's ``best_epoch`` (worked out from its curves for trials
     recorded before that attr existed), else its budget."""
-    from search.objective import best_epoch
+    from search.trial.objective import best_epoch
 
     value = trial.user_attrs.get("best_epoch")
     if isinstance(value, int) and value > 0:

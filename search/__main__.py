@@ -1,0 +1,7 @@
+"""``python -m search``: the ``hpsearch`` command line."""
+
+import sys
+
+from search.cli import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+"""The ``hpsearch`` command line."""
+
+from search.cli.main import main
+
+__all__ = ["main"]

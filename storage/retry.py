@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import optuna
 import sqlalchemy.exc
 
+from storage import compat
+
 __all__ = ["RetryingRDBStorage", "is_transient", "with_retry"]
 
 T = TypeVar("T")
@@ -70,37 +72,6 @@ def with_retry(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-# RDBStorage methods that talk to the database. Where a public method only delegates to a
-# private one (create_new_trial -> _create_new_trial, get_all_trials -> _get_trials), the private
-# one is wrapped: Optuna's cached storage calls those directly.
-_RETRIED = (
-    "create_new_study",
-    "delete_study",
-    "set_study_user_attr",
-    "set_study_system_attr",
-    "get_study_id_from_name",
-    "get_study_name_from_id",
-    "get_study_directions",
-    "get_study_user_attrs",
-    "get_study_system_attrs",
-    "get_trial_user_attrs",
-    "get_trial_system_attrs",
-    "get_all_studies",
-    "_create_new_trial",
-    "_set_trial_param",
-    "get_trial_param",
-    "set_trial_intermediate_value",
-    "set_trial_user_attr",
-    "set_trial_system_attr",
-    "get_trial_id_from_study_id_trial_number",
-    "get_trial",
-    "_get_trials",
-    "_get_best_trial_id",
-    "record_heartbeat",
-    "_get_stale_trial_ids",
-)
-
-
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -116,7 +87,7 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
     """
 
 
-for _name in _RETRIED:
+for _name in compat.RDB_METHODS:
     setattr(RetryingRDBStorage, _name, _retrying(getattr(optuna.storages.RDBStorage, _name)))
 
 

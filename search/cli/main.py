@@ -299,7 +299,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "(raise --trials to run more)"
         )
     if args.workers > 1:
-        from search.hypermodels.loader import worker_argument
+        from search.hypermodels.binding import worker_argument
         from search.worker.launcher import launch
 
         args.hypermodel = worker_argument(space)  # the workers import the file this run named
@@ -330,7 +330,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from search.hypermodels.loader import bind_worker
+    from search.hypermodels.binding import bind_worker
     from search.study.create import load_space, open_study
     from search.trial.data import load_for
 
@@ -384,7 +384,14 @@ def _work(
         from search.trial.objective import Objective
 
         devices.configure_tf(held.placement)
-        objective = Objective(space, dataset, stop=stop, placement=held.placement)
+        objective = Objective(
+            space,
+            dataset,
+            stop=stop,
+            device=held.placement.describe(),
+            device_info=devices.as_dict(held.placement),
+            on_gpu=held.placement.gpu is not None,
+        )
     recycler = recycle.Recycler(args.max_memory_growth, enabled=args.argv is not None)  # budgets survive it
     recycler.reseed(study, space, getattr(args, "index", None) or 0)
     max_trials, timeout = recycler.budgets(

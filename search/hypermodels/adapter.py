@@ -47,9 +47,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import keras_tuner as kt
-
 from search.errors import ConfigError
+from storage import compat
 
 if TYPE_CHECKING:
     import optuna
@@ -57,7 +56,10 @@ if TYPE_CHECKING:
 __all__ = ["OptunaHyperParameters", "suggest"]
 
 
-class OptunaHyperParameters(kt.HyperParameters):
+_Base: Any = compat.suggesting_hyperparameters()  # keras_tuner.HyperParameters, hooked
+
+
+class OptunaHyperParameters(_Base):
     """A ``keras_tuner.HyperParameters`` whose active values are suggested by ``trial``.
 
     Args:
@@ -68,27 +70,25 @@ class OptunaHyperParameters(kt.HyperParameters):
         super().__init__()
         self.trial = trial
 
-    def _register(self, hyperparameter: Any, overwrite: bool = False) -> Any:
-        fresh = hyperparameter.name not in self.values
-        value = super()._register(hyperparameter, overwrite)  # validates; sets the default if active
-        if self.trial is None or not fresh or hyperparameter.name not in self.values:
-            return value  # no trial, an already sampled name, or inactive (None)
-        value = suggest(self.trial, hyperparameter)
-        self.values[hyperparameter.name] = value
-        return value
+    def suggest(self, hyperparameter: Any) -> Any:
+        """The value of a newly registered, active hyperparameter (its default without a trial)."""
+        if self.trial is None:
+            return self.values[hyperparameter.name]
+        return suggest(self.trial, hyperparameter)
 
 
 def suggest(trial: optuna.trial.BaseTrial, hp: Any) -> Any:
     """Sample one KerasTuner hyperparameter object through Optuna under its own name."""
     name = hp.name
-    if isinstance(hp, kt.engine.hyperparameters.Fixed):
+    kind = compat.kt_kind(hp)
+    if kind == "fixed":
         return trial.suggest_categorical(name, [hp.value])
-    if isinstance(hp, kt.engine.hyperparameters.Boolean):
+    if kind == "boolean":
         return trial.suggest_categorical(name, [False, True])
-    if isinstance(hp, kt.engine.hyperparameters.Choice):
+    if kind == "choice":
         return trial.suggest_categorical(name, list(hp.values))
-    is_int = isinstance(hp, kt.engine.hyperparameters.Int)
-    if not is_int and not isinstance(hp, kt.engine.hyperparameters.Float):
+    is_int = kind == "int"
+    if kind not in ("int", "float"):
         raise ConfigError(f"hyperparameter {name!r}: {type(hp).__name__} has no Optuna equivalent")
     if hp.sampling == "reverse_log":
         raise ConfigError(

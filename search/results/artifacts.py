@@ -30,6 +30,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 import storage
+from search import keys
 from search.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def record(trial: optuna.Trial, model: keras.Model, curves: Mapping[str, Sequenc
     if _store is None or not curves.get("loss"):
         return
     attrs = trial.user_attrs
-    facts = {"param_count": int(model.count_params()), "flops": attrs.get("flops")}
+    facts = {keys.PARAM_COUNT: int(model.count_params()), keys.FLOPS: attrs.get(keys.FLOPS)}
     try:
         with tempfile.TemporaryDirectory(prefix="hpsearch-artifacts-") as tmp:
             svg = Path(tmp) / f"trial-{trial.number}-curves.svg"
@@ -122,7 +123,7 @@ def _si(n: float) -> str:
 
 def _facts_line(facts: Mapping[str, Any]) -> str:
     parts = [f"{facts['param_count']:,} parameters"]
-    if facts.get("flops") is not None:
+    if facts.get(keys.FLOPS) is not None:
         parts.append(f"{_si(float(facts['flops']))}FLOPs per sample (forward)")
     return ", ".join(parts)
 

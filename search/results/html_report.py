@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search import keys
 from search.results.tables import _fmt, best_trials, compact_params
 
 if TYPE_CHECKING:
@@ -94,10 +95,10 @@ def _best_table(study: optuna.Study, metrics: Sequence[str]) -> str:
         cells = [
             str(t.number),
             *(_fmt(v) for v in t.values),
-            _fmt(a.get("epochs_run")),
-            f"{a['param_count']:,}" if "param_count" in a else "-",
-            f"{a['flops']:,}" if "flops" in a else "-",
-            str(a.get("device", "-")),
+            _fmt(a.get(keys.EPOCHS_RUN)),
+            f"{a['param_count']:,}" if keys.PARAM_COUNT in a else "-",
+            f"{a['flops']:,}" if keys.FLOPS in a else "-",
+            str(a.get(keys.DEVICE, "-")),
             compact_params(t.params),
         ]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna
-from optuna.study._multi_objective import _get_pareto_front_trials_by_trials  # study.best_trials' own
 from optuna.trial import FrozenTrial, TrialState
+
+from search import keys
+from storage import compat
 
 __all__ = ["best_trials", "front_table", "studies_table", "trial_json", "trial_line"]
 
@@ -57,8 +59,8 @@ def trial_line(
     elif trial.state == TrialState.FAIL:
         shown = f"reason: {trial.user_attrs.get('fail_reason', 'see the worker log')}"
     else:
-        epochs = trial.user_attrs.get("epochs_run")
-        shown = trial.user_attrs.get("prune_reason") or (f"after {epochs} epochs" if epochs else "")
+        epochs = trial.user_attrs.get(keys.EPOCHS_RUN)
+        shown = trial.user_attrs.get(keys.PRUNE_REASON) or (f"after {epochs} epochs" if epochs else "")
     return f"{head} {shown}  {compact_params(trial.params)}".rstrip()
 
 
@@ -74,8 +76,7 @@ def best_trials(study: optuna.Study) -> list[FrozenTrial]:
             return [study.best_trial]
         except ValueError:
             return []
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    front = _get_pareto_front_trials_by_trials(complete, study.directions, consider_constraint=True)
+    front = compat.pareto_front(study.get_trials(deepcopy=False), study.directions)
     reverse = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     return sorted(front, key=lambda t: t.values[0], reverse=reverse)
 
@@ -99,7 +100,7 @@ def front_table(study: optuna.Study, metrics: Sequence[str]) -> str:
         [
             str(t.number),
             *(_fmt(v) for v in t.values),
-            _fmt(t.user_attrs.get("epochs_run")),
+            _fmt(t.user_attrs.get(keys.EPOCHS_RUN)),
             compact_params(t.params),
         ]
         for t in trials
@@ -118,7 +119,7 @@ def studies_table(storage: optuna.storages.BaseStorage) -> str:
         trials = study.get_trials(deepcopy=False)
         counts = {st: sum(t.state == st for t in trials) for st in TrialState}
         states = " ".join(f"{st.name.lower()}={n}" for st, n in counts.items() if n)
-        metrics = s.user_attrs.get("hpsearch:metrics") or [f"value{i}" for i in range(len(s.directions))]
+        metrics = s.user_attrs.get(keys.METRICS) or [f"value{i}" for i in range(len(s.directions))]
         best = best_trials(study)
         if len(s.directions) == 1:
             best_s = f"{metrics[0]}={_fmt(best[0].value)} (#{best[0].number})" if best else "-"
@@ -144,7 +145,7 @@ def _extreme(trials: Sequence[FrozenTrial], i: int, direction: str) -> float:
 
 def trial_json(trial: FrozenTrial, metrics: Sequence[str]) -> dict[str, Any]:
     """A trial as plain JSON: number, objective values by metric, params and recorded attrs."""
-    attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("curves",)}
+    attrs = {k: v for k, v in trial.user_attrs.items() if k != keys.CURVES}
     return {
         "number": trial.number,
         "state": trial.state.name,

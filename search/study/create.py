@@ -12,18 +12,14 @@ from typing import Any
 import optuna
 
 import spaces
+from search import keys
 from search.errors import ConfigError, StorageError
-from search.hypermodels.loader import check_resume, record
+from search.hypermodels.binding import check_resume, record
 from search.study.queue import QueueStudy
 from spaces import Space
 from spaces.optuna import make_pruner, make_sampler
 
 __all__ = ["create_or_load", "load_space", "open_study"]
-
-SPACE_ATTR = "hpsearch:space"
-FINGERPRINT_ATTR = "hpsearch:fingerprint"
-METRICS_ATTR = "hpsearch:metrics"
-SOURCE_ATTR = "hpsearch:source"
 
 
 def create_or_load(
@@ -40,12 +36,12 @@ def create_or_load(
     name = study_name or space.name
     attrs = _study_attrs(storage, name)
     if attrs is not None:
-        stored = attrs.get(FINGERPRINT_ATTR)
+        stored = attrs.get(keys.FINGERPRINT)
         if stored is None:
             raise ConfigError(f"study {name!r} exists but was not created by hpsearch; pick another --study")
         if stored != space.fingerprint:
             raise ConfigError(
-                f"study {name!r} exists with a different space (from {attrs.get(SOURCE_ATTR, '?')}); "
+                f"study {name!r} exists with a different space (from {attrs.get(keys.SOURCE, '?')}); "
                 "run it with the same space or pick another --study"
             )
         check_resume(attrs, space, name)
@@ -58,10 +54,10 @@ def create_or_load(
         pruner=_study_pruner(space),
         load_if_exists=True,  # another worker may create it between the check and here
     )
-    study.set_user_attr(SPACE_ATTR, space.text)
-    study.set_user_attr(FINGERPRINT_ATTR, space.fingerprint)
-    study.set_user_attr(METRICS_ATTR, list(space.metrics))
-    study.set_user_attr(SOURCE_ATTR, space.source)
+    study.set_user_attr(keys.SPACE, space.text)
+    study.set_user_attr(keys.FINGERPRINT, space.fingerprint)
+    study.set_user_attr(keys.METRICS, list(space.metrics))
+    study.set_user_attr(keys.SOURCE, space.source)
     record(study, space)
     return _named(open_study(space, storage, name), space)
 
@@ -99,7 +95,7 @@ def load_space(storage: optuna.storages.BaseStorage, study_name: str) -> Space:
     if attrs is None:
         known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
         raise StorageError(f"no study named {study_name!r} in this storage; studies: {known}")
-    text = attrs.get(SPACE_ATTR)
+    text = attrs.get(keys.SPACE)
     if not isinstance(text, str):
         raise ConfigError(f"study {study_name!r} has no hpsearch space; it was not created by hpsearch")
     return spaces.loads(text, source=f"study {study_name}")

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.storages._heartbeat import is_heartbeat_enabled  # public in docs, not re-exported
 from optuna.trial import FrozenTrial, TrialState
+
+from storage import compat
 
 __all__ = ["QueueEmpty", "QueueStudy", "Slots", "requeue", "slots", "top_up"]
 
@@ -34,20 +35,20 @@ class QueueStudy(optuna.Study):
 
     ``Study.ask`` creates a new trial when the queue is empty; two workers doing that at the
     same moment would overshoot the budget. This override only pops the queue, through the
-    same atomic claim Optuna uses (``_pop_waiting_trial_id``).
+    same atomic claim Optuna uses (:func:`storage.compat.claim_waiting_trial`).
     """
 
     def ask(self, fixed_distributions: dict[str, Any] | None = None) -> optuna.Trial:
         if fixed_distributions:
             raise ValueError("QueueStudy.ask takes no fixed distributions")
-        self._thread_local.cached_all_trials = None
-        trial_id = self._pop_waiting_trial_id()
+        trial_id = compat.claim_waiting_trial(self)
         if trial_id is None:
             raise QueueEmpty
-        if is_heartbeat_enabled(self._storage):
+        store: Any = compat.study_storage(self)
+        if getattr(store, "get_heartbeat_interval", lambda: None)() is not None:
             # beat at once: a worker that dies before Optuna's heartbeat thread starts must
             # still leave a trial that goes stale (one without any beat never does)
-            self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+            store.record_heartbeat(trial_id)
         return optuna.Trial(self, trial_id)
 
 

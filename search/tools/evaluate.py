@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from optuna.trial import FrozenTrial, TrialState
 
 import storage
+from search import keys
 from search.errors import ConfigError, HPSearchError
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
 
 def trial_params(trial: FrozenTrial) -> dict[str, Any]:
     """Every hyperparameter the trial trained with (per-layer values back as tuples)."""
-    params = trial.user_attrs.get("params")
+    params = trial.user_attrs.get(keys.PARAMS)
     if not isinstance(params, dict):
         raise HPSearchError(f"trial {trial.number} has no recorded params; it was not run by hpsearch")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
@@ -135,8 +136,9 @@ def evaluate(
     """
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from search.hypermodels.loader import bind_worker, fresh_model
+    from search.hypermodels.binding import bind_worker
     from search.study.create import load_space
+    from search.trial.build import fresh_model
     from search.trial.data import load_for, load_test
 
     if fit not in FITS:
@@ -233,10 +235,10 @@ def chosen_epochs(trial: FrozenTrial, params: dict[str, Any]) -> int:
     recorded before that attr existed), else its budget."""
     from search.trial.objective import best_epoch
 
-    value = trial.user_attrs.get("best_epoch")
+    value = trial.user_attrs.get(keys.BEST_EPOCH)
     if isinstance(value, int) and value > 0:
         return value
-    curves = trial.user_attrs.get("curves")
+    curves = trial.user_attrs.get(keys.CURVES)
     if isinstance(curves, dict) and curves.get("val_loss"):
         return best_epoch(curves, params["patience"] > 0)
     return int(params["epochs"])
@@ -288,9 +290,11 @@ def _record(
     gRPC) get a study user attr ``hpsearch:test:trial N`` instead.
     """
     if not isinstance(store, optuna.storages.RDBStorage):
-        study.set_user_attr(f"hpsearch:test:trial {trial.number}", attrs)
+        study.set_user_attr(f"{keys.TEST_PREFIX}{trial.number}", attrs)
         return
-    trial_id = store.get_trial_id_from_study_id_trial_number(study._study_id, trial.number)
+    trial_id = store.get_trial_id_from_study_id_trial_number(
+        store.get_study_id_from_name(study.study_name), trial.number
+    )
     storage.set_user_attrs(store, trial_id, attrs, finished_ok=True)
 
 

@@ -171,7 +171,7 @@ def range_test(
         ConfigError: ``min_lr`` / ``max_lr`` are not ``0 < min_lr < max_lr``, or the training
             split has fewer than two batches.
     """
-    from search.hypermodels.loader import fresh_model
+    from search.trial.build import fresh_model
 
     if space.hypermodel is not None:
         raise ConfigError(

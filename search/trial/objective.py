@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -11,15 +12,16 @@ import numpy as np
 import optuna
 
 import storage
+from search import keys
 from search.errors import TrialFailed, WorkerStopping
-from search.hypermodels.loader import build_model
 from search.results import artifacts
+from search.trial.build import build_model
 from search.trial.callbacks import CurveRecorder, NanGuard, StopWhen
 from search.trial.models import count_flops
 from search.trial.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
 from search.trial.training import fit, freeze_long_lived, prepare
-from search.worker.devices import Placement, as_dict
 from spaces.schema import METRICS
+from storage import compat
 
 if TYPE_CHECKING:
     from search.trial.data import Dataset
@@ -54,7 +56,8 @@ class Objective:
         *,
         device: str | None = None,
         stop: threading.Event | None = None,
-        placement: Placement | None = None,
+        device_info: Mapping[str, Any] | None = None,
+        on_gpu: bool = False,
     ) -> None:
         """
         Args:
@@ -63,15 +66,16 @@ class Objective:
             device: how to describe the device in the trial's attrs (default: detected).
             stop: set by the worker on SIGTERM / SIGINT; the running trial stops at the next
                 batch and raises :class:`WorkerStopping` so the worker can re-queue it.
-            placement: the GPU (or CPU) this worker was given (see :mod:`search.worker.devices`).
+            device_info: the worker's placement (GPU index, UUID, memory cap), recorded per trial.
+            on_gpu: this worker trains on a GPU (mixed precision applies only there).
         """
         self.space = space
         self.data = dataset
         self.tensors = prepare(dataset)  # once per worker: every trial trains on these tensors
         freeze_long_lived()
-        self.placement = placement
-        self.device = device or (placement.describe() if placement else describe_device())
-        self.on_gpu = placement is not None and placement.gpu is not None
+        self.device_info = dict(device_info) if device_info is not None else None
+        self.device = device or describe_device()
+        self.on_gpu = on_gpu
         self.prune = space.pruner.type != "none"
         self.stop = stop or threading.Event()
         # multi-objective pruning: this worker's pruner instance (see search.trial.pruning)
@@ -91,12 +95,12 @@ class Objective:
         mixed = bool(params["mixed_precision"]) and self.on_gpu
         keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
         setup: dict[str, Any] = {
-            "params": _jsonable(params),
-            "device": self.device,
-            "precision": "mixed_float16" if mixed else "float32",
+            keys.PARAMS: _jsonable(params),
+            keys.DEVICE: self.device,
+            keys.PRECISION: "mixed_float16" if mixed else "float32",
         }
-        if self.placement is not None:
-            setup["device_info"] = as_dict(self.placement)
+        if self.device_info is not None:
+            setup[keys.DEVICE_INFO] = self.device_info
         # the attrs go in three transactions (before the build, after it, after training), not
         # one each; the build comes second because a KerasTuner hypermodel adds to "params"
         _record(trial, setup)
@@ -105,7 +109,7 @@ class Objective:
         except (ValueError, TypeError) as e:
             raise self._fail(trial, f"impossible configuration: {e}") from e
         flops = count_flops(model)
-        _record(trial, {"param_count": int(model.count_params()), "flops": flops})
+        _record(trial, {keys.PARAM_COUNT: int(model.count_params()), keys.FLOPS: flops})
 
         guard, recorder = NanGuard(), CurveRecorder()
         stopper = StopWhen(self.stop, self.space.budget.trial_timeout)
@@ -139,18 +143,18 @@ class Objective:
         train_seconds = time.perf_counter() - start
 
         metrics = _final_metrics(recorder, params["patience"] > 0)
-        metrics["train_seconds"] = train_seconds
-        metrics["param_count"] = float(model.count_params())
-        metrics["flops"] = float(flops)
+        metrics[keys.TRAIN_SECONDS] = train_seconds
+        metrics[keys.PARAM_COUNT] = float(model.count_params())
+        metrics[keys.FLOPS] = float(flops)
         results: dict[str, Any] = {
             key: metrics[key]
-            for key in ("val_accuracy", "val_loss", "accuracy", "loss", "train_seconds")
+            for key in ("val_accuracy", "val_loss", "accuracy", "loss", keys.TRAIN_SECONDS)
             if key in metrics
         }
-        results["epochs_run"] = recorder.epochs
-        results["best_epoch"] = best_epoch(recorder.curves, params["patience"] > 0)
-        results["curves"] = recorder.curves
-        results["fast_paths"] = used  # so that the train_seconds of two trials can be compared
+        results[keys.EPOCHS_RUN] = recorder.epochs
+        results[keys.BEST_EPOCH] = best_epoch(recorder.curves, params["patience"] > 0)
+        results[keys.CURVES] = recorder.curves
+        results[keys.FAST_PATHS] = used  # so that the train_seconds of two trials can be compared
         _record(trial, results)
         artifacts.record(trial, model, recorder.curves)  # dashboard: curves SVG + model summary
 
@@ -182,12 +186,13 @@ class Objective:
 
     @staticmethod
     def _stopping(trial: optuna.Trial) -> WorkerStopping:
-        trial.set_user_attr("fail_reason", "worker stopped (SIGTERM / SIGINT); trial re-queued")
+        reason = "worker stopped (SIGTERM / SIGINT); trial re-queued"
+        _record(trial, {keys.FAIL_REASON: reason, keys.REQUEUED: True})
         return WorkerStopping(trial.number)
 
     @staticmethod
     def _fail(trial: optuna.Trial, reason: str) -> TrialFailed:
-        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr(keys.FAIL_REASON, reason)
         return TrialFailed(reason)
 
 
@@ -223,8 +228,8 @@ def best_epoch(curves: dict[str, list[float]], restored_best: bool) -> int:
 
 def _record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """``trial.set_user_attr`` for each of ``attrs``, in one storage transaction."""
-    storage.set_user_attrs(trial.storage, trial._trial_id, attrs)
-    trial._cached_frozen_trial.user_attrs.update(attrs)  # the trial's own copy, as set_user_attr keeps it
+    storage.set_user_attrs(trial.storage, compat.trial_id(trial), attrs)
+    compat.update_cached_user_attrs(trial, attrs)  # the trial's own copy, as set_user_attr keeps it
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -29,8 +29,9 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
-from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
+
+from search import keys
 
 __all__ = [
     "CURVE_ATTR",
@@ -41,8 +42,8 @@ __all__ = [
     "Reporter",
 ]
 
-CURVE_ATTR = "pruning_curve"
-REASON_ATTR = "prune_reason"
+CURVE_ATTR = keys.PRUNING_CURVE
+REASON_ATTR = keys.PRUNE_REASON
 
 
 class Reporter(Protocol):
@@ -174,7 +175,7 @@ class MetricStorage(BaseStorage):
     def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
         return self.inner.get_study_system_attrs(study_id)
 
-    def get_all_studies(self) -> list[FrozenStudy]:
+    def get_all_studies(self) -> list[Any]:
         return self.inner.get_all_studies()
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:

@@ -27,6 +27,7 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
+from search import keys
 from search.errors import TrialFailed, WorkerStopping
 from search.results.notes import save_trial_note
 from search.study.queue import QueueEmpty, QueueStudy, requeue, slots
@@ -180,10 +181,9 @@ class _Progress:
         self.ran += 1
         save_trial_note(study, trial, self.space.metrics)
         self.display.trial_done(study, trial)
-        reason = trial.user_attrs.get("fail_reason", "")
-        own_failure = trial.state == TrialState.FAIL and "re-queued" not in reason
+        own_failure = trial.state == TrialState.FAIL and not trial.user_attrs.get(keys.REQUEUED, False)
         self.failures_in_row = self.failures_in_row + 1 if own_failure else 0
         if self.failures_in_row >= self.limit:
-            reason = trial.user_attrs.get("fail_reason", "see the trial's fail_reason")
+            reason = trial.user_attrs.get(keys.FAIL_REASON, "see the trial's fail_reason")
             self.stop_reason = f"{self.limit} trials failed in a row (last: {reason})"
             study.stop()

@@ -1,0 +1,34 @@
+"""Every key hpsearch writes into a study's or a trial's user attrs, named once.
+
+Readers elsewhere (optuna-dashboard, ``hpsearch export``, a user's notebook) see these names,
+so they are part of hpsearch's interface: change one and old studies read differently.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# study user attrs: what a worker needs to join a study (the space travels with it)
+SPACE: Final = "hpsearch:space"  # the space's YAML text
+FINGERPRINT: Final = "hpsearch:fingerprint"  # what the trials mean; a resumed study must match
+METRICS: Final = "hpsearch:metrics"  # objective names, in order
+SOURCE: Final = "hpsearch:source"  # the file or preset the study was created from
+HYPERMODEL: Final = "hpsearch:hypermodel"  # {spec, name, file, sha256}: a reference, never code
+TEST_PREFIX: Final = "hpsearch:test:trial "  # + N: evaluate's results where trials cannot change
+
+# trial user attrs, set while a trial runs
+PARAMS: Final = "params"  # every hyperparameter, fixed ones included (per-layer values as lists)
+DEVICE: Final = "device"
+DEVICE_INFO: Final = "device_info"
+PRECISION: Final = "precision"
+PARAM_COUNT: Final = "param_count"
+FLOPS: Final = "flops"  # forward pass, per sample
+EPOCHS_RUN: Final = "epochs_run"
+BEST_EPOCH: Final = "best_epoch"  # the epoch whose weights and metrics are kept
+CURVES: Final = "curves"  # per-epoch metrics
+FAST_PATHS: Final = "fast_paths"  # what the training loop chose (steps per execution, XLA, ...)
+TRAIN_SECONDS: Final = "train_seconds"
+FAIL_REASON: Final = "fail_reason"
+PRUNE_REASON: Final = "prune_reason"
+PRUNING_CURVE: Final = "pruning_curve"  # the pruned-on metric by epoch (multi-objective pruning)
+REQUEUED: Final = "requeued"  # True: the worker stopped mid-trial and handed the trial back

@@ -1,0 +1,256 @@
+"""The one door to third-party internals: every private Optuna / optuna-dashboard / KerasTuner API.
+
+Each function says why the public API does not do; each has a test that reads its effect back
+through a public API (``tests/storage/test_compat.py``), so an upgrade that moves an internal
+fails there first. pyproject.toml bounds these libraries below their next major release.
+
+It lives in ``storage``, the bottom layer, so that every package reaches it without importing
+upwards; it imports nothing of ours. optuna-dashboard and KerasTuner load lazily, only when
+the functions that need them run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = [
+    "RDB_METHODS",
+    "claim_waiting_trial",
+    "dashboard_note_attrs",
+    "kt_kind",
+    "pareto_front",
+    "rdb_backend",
+    "study_id",
+    "study_storage",
+    "suggesting_hyperparameters",
+    "trial_id",
+    "update_cached_user_attrs",
+    "upsert_trial_user_attrs",
+]
+
+
+# -- Optuna: studies and trials ------------------------------------------------------------------
+
+
+def study_storage(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage a study was opened on (with Optuna's cache around an RDB storage).
+
+    Public API: none; ``Study`` keeps it as ``_storage`` (``Trial.storage`` is public, but a
+    study callback or a loaded study has no trial).
+    """
+    return study._storage
+
+
+def study_id(study: optuna.Study) -> int:
+    """The study's storage id. Public API: ``storage.get_study_id_from_name``, one query more."""
+    return study._study_id
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """A trial's storage id. Public API: ``get_trial_id_from_study_id_trial_number``, one query more
+    per call; a worker needs it several times per trial."""
+    return trial._trial_id
+
+
+def update_cached_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+    """Make a running trial's own copy see user attrs written around ``set_user_attr``.
+
+    Public API: ``trial.set_user_attr`` writes one transaction per key; hpsearch batches them
+    (:func:`upsert_trial_user_attrs`) and then updates the trial's cached copy, as
+    ``set_user_attr`` does itself.
+    """
+    trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def claim_waiting_trial(study: optuna.Study) -> int | None:
+    """Atomically switch one WAITING trial to RUNNING; its id, or None when none is waiting.
+
+    Public API: ``Study.ask`` does this too, but creates a new trial when the queue is empty,
+    so two workers asking at the end of a budget would overshoot it.
+    """
+    study._thread_local.cached_all_trials = None  # as Study.ask: see trials queued since
+    trial: int | None = study._pop_waiting_trial_id()
+    return trial
+
+
+def pareto_front(
+    trials: Sequence[FrozenTrial], directions: Sequence[optuna.study.StudyDirection]
+) -> list[FrozenTrial]:
+    """The Pareto-optimal trials among ``trials`` (COMPLETE ones, constraints honoured).
+
+    Public API: ``study.best_trials`` finds the same front, but deep-copies every trial of the
+    study first (88 ms at 1,000 trials here), and a worker asks after every trial.
+    """
+    from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
+
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    return list(_get_pareto_front_trials_by_trials(complete, list(directions), consider_constraint=True))
+
+
+# -- Optuna: the RDB storage ---------------------------------------------------------------------
+
+# RDBStorage methods that talk to the database, for storage.retry to wrap. Where a public method
+# only delegates to a private one (create_new_trial -> _create_new_trial, get_all_trials ->
+# _get_trials), the private one is named: Optuna's cached storage calls those directly.
+RDB_METHODS = (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "_create_new_trial",
+    "_set_trial_param",
+    "get_trial_param",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "_get_trials",
+    "_get_best_trial_id",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+)
+
+
+def rdb_backend(store: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    """The storage under Optuna's cache (``_CachedStorage._backend``); other storages as they are.
+
+    Public API: none; a study opened on an ``RDBStorage`` wraps it in a private cache class.
+    """
+    return getattr(store, "_backend", store)
+
+
+def upsert_trial_user_attrs(
+    backend: optuna.storages.RDBStorage, trial: int, attrs: Mapping[str, Any], *, finished_ok: bool
+) -> None:
+    """Write several user attrs of one trial in one transaction, into Optuna's own table.
+
+    Public API: ``set_trial_user_attr`` is one transaction per key (about fifteen per trial), and
+    refuses a finished trial (``hpsearch evaluate`` adds test metrics to a COMPLETE one). The
+    rows are those ``set_trial_user_attr`` writes, so every reader sees no difference.
+    """
+    from optuna.storages._rdb import models  # Optuna's schema
+
+    table = models.TrialUserAttributeModel
+    rows = [{"trial_id": trial, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
+    session: Session = backend.scoped_session()
+    try:
+        found_trial = models.TrialModel.find_or_raise_by_id(trial, session)
+        if not finished_ok:
+            state: TrialState = found_trial.state  # type: ignore[assignment]  # an Enum column
+            backend.check_trial_is_updatable(trial, state)
+        dialect = backend.engine.name
+        if dialect in ("sqlite", "postgresql"):
+            insert = _dialect_insert(dialect)(table).values(rows)
+            session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[table.trial_id, table.key],
+                    set_={"value_json": insert.excluded.value_json},
+                )
+            )
+        else:  # MySQL and others: the ORM, row by row, still one transaction
+            for row in rows:
+                found = session.query(table).filter_by(trial_id=trial, key=row["key"]).one_or_none()
+                if found is None:
+                    session.add(table(**row))
+                else:
+                    found.value_json = row["value_json"]
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _dialect_insert(dialect: str) -> Any:
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    return pg_insert
+
+
+# -- optuna-dashboard ------------------------------------------------------------------------------
+
+
+def dashboard_note_attrs(trial: int, body: str) -> dict[str, Any]:
+    """The study system attrs that hold a trial's optuna-dashboard note, as version 1.
+
+    Public API: ``optuna_dashboard.save_note`` reads every note of the study twice to find the
+    version and stale chunks (43-47 ms per trial at 1,000 trials on SQLite here); a trial's note
+    is written once, when it ends, so version 1 is known.
+    """
+    from optuna_dashboard._note import note_ver_key, split_body  # the note's storage format
+
+    return {note_ver_key(trial): 1, **split_body(body, trial)}
+
+
+# -- KerasTuner ------------------------------------------------------------------------------------
+
+
+def kt_kind(hp: Any) -> str | None:
+    """``fixed``, ``boolean``, ``choice``, ``int`` or ``float`` for a KerasTuner hyperparameter.
+
+    Public API: the classes are reachable only as ``keras_tuner.engine.hyperparameters.*``
+    (KerasTuner documents the ``hp.Int(...)`` methods, not the classes they register).
+    """
+    import keras_tuner as kt
+
+    types = kt.engine.hyperparameters
+    for name, cls in (
+        ("fixed", types.Fixed),
+        ("boolean", types.Boolean),
+        ("choice", types.Choice),
+        ("int", types.Int),
+        ("float", types.Float),
+    ):
+        if isinstance(hp, cls):
+            return name
+    return None
+
+
+@functools.cache
+def suggesting_hyperparameters() -> type:
+    """A ``keras_tuner.HyperParameters`` subclass whose newly registered, active values come from
+    ``self.suggest(hp)`` instead of their defaults.
+
+    Public API: none; every ``hp.Int`` / ``hp.Choice`` / ... call goes through the private
+    ``HyperParameters._register``, where KerasTuner validates the hyperparameter, applies name
+    scopes and conditions, and sets its default. Overriding it keeps all of that.
+    """
+    import keras_tuner as kt
+
+    class SuggestingHyperParameters(kt.HyperParameters):
+        def suggest(self, hyperparameter: Any) -> Any:  # pragma: no cover - overridden
+            raise NotImplementedError
+
+        def _register(self, hyperparameter: Any, overwrite: bool = False) -> Any:
+            fresh = hyperparameter.name not in self.values
+            value = super()._register(hyperparameter, overwrite)  # validates; sets the default if active
+            if not fresh or hyperparameter.name not in self.values:
+                return value  # an already sampled name, or inactive (None)
+            value = self.suggest(hyperparameter)
+            self.values[hyperparameter.name] = value
+            return value
+
+    return SuggestingHyperParameters

@@ -25,6 +25,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check search spaces storage tests benchmarks
 	$(BIN)/ruff format --check search spaces storage tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports  # the layers: [tool.importlinter] in pyproject.toml
 
 format: $(VENV)/.installed
 	$(BIN)/ruff format search spaces storage tests benchmarks

@@ -11,7 +11,7 @@ Example:
     >>> study = optuna.create_study()
     >>> trial = study.ask()
     >>> set_user_attrs(compat.study_storage(study), compat.trial_id(trial), {"a": 1, "b": [2, 3]})
-    >>> trial.user_attrs == {"a": 1, "b": [2, 3]}
+    >>> study.trials[0].user_attrs == {"a": 1, "b": [2, 3]}
     True
 """
 

@@ -206,8 +206,8 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         from search.tools import lr_find
 
         if space is None:
+            from search.results.select import choose_trial, trial_params
             from search.study.create import load_space
-            from search.tools.evaluate import choose_trial, trial_params
 
             store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
             space = load_space(store, args.study)

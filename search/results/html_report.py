@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
-from search.results.tables import _fmt, best_trials, compact_params
+from search.results.tables import best_trials, compact_params, fmt
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -94,8 +94,8 @@ def _best_table(study: optuna.Study, metrics: Sequence[str]) -> str:
         a = t.user_attrs
         cells = [
             str(t.number),
-            *(_fmt(v) for v in t.values),
-            _fmt(a.get(keys.EPOCHS_RUN)),
+            *(fmt(v) for v in t.values),
+            fmt(a.get(keys.EPOCHS_RUN)),
             f"{a['param_count']:,}" if keys.PARAM_COUNT in a else "-",
             f"{a['flops']:,}" if keys.FLOPS in a else "-",
             str(a.get(keys.DEVICE, "-")),

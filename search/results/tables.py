@@ -1,4 +1,7 @@
-"""Text summaries of trials and studies: progress lines, Pareto tables, study lists, JSON."""
+"""Text summaries of trials and studies: progress lines, Pareto tables, study lists, JSON.
+
+Which trials are best is :mod:`search.results.select`'s question; here they are only shown.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
-from storage import compat
+from search.results.select import best_trials
 
-__all__ = ["best_trials", "front_table", "studies_table", "trial_json", "trial_line"]
+__all__ = ["best_trials", "compact_params", "fmt", "front_table", "studies_table", "trial_json", "trial_line"]
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
+    """A value for a table cell: floats to 4 decimals, or 3 significant digits when tiny or huge."""
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, float):
@@ -37,7 +41,7 @@ def compact_params(params: dict[str, Any]) -> str:
             grouped[name] = value
     parts = []
     for name, value in grouped.items():
-        shown = "[" + ",".join(_fmt(v) for v in value) + "]" if isinstance(value, list) else _fmt(value)
+        shown = "[" + ",".join(fmt(v) for v in value) + "]" if isinstance(value, list) else fmt(value)
         parts.append(f"{name}={shown}")
     return " ".join(parts)
 
@@ -55,30 +59,13 @@ def trial_line(
     clock = f"{elapsed:6.1f}s" + (f" eta {eta}" if eta is not None else "")
     head = f"[{done:>{len(str(total))}}/{total} {clock}] trial {trial.number:<3} {trial.state.name:<8}"
     if trial.state == TrialState.COMPLETE and trial.values is not None:
-        shown = " ".join(f"{m}={_fmt(v)}" for m, v in zip(metrics, trial.values, strict=False))
+        shown = " ".join(f"{m}={fmt(v)}" for m, v in zip(metrics, trial.values, strict=False))
     elif trial.state == TrialState.FAIL:
         shown = f"reason: {trial.user_attrs.get('fail_reason', 'see the worker log')}"
     else:
         epochs = trial.user_attrs.get(keys.EPOCHS_RUN)
         shown = trial.user_attrs.get(keys.PRUNE_REASON) or (f"after {epochs} epochs" if epochs else "")
     return f"{head} {shown}  {compact_params(trial.params)}".rstrip()
-
-
-def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The best trial (single objective) or the Pareto front, ordered by the first objective.
-
-    The front's trials are the storage's own, not copies: callers only read them. Optuna's
-    ``study.best_trials`` deep-copies every trial of the study (their curves included) to
-    find the front, 88 ms at 1,000 trials here, and a worker asks after every trial.
-    """
-    if len(study.directions) == 1:
-        try:
-            return [study.best_trial]
-        except ValueError:
-            return []
-    front = compat.pareto_front(study.get_trials(deepcopy=False), study.directions)
-    reverse = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(front, key=lambda t: t.values[0], reverse=reverse)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -99,8 +86,8 @@ def front_table(study: optuna.Study, metrics: Sequence[str]) -> str:
     rows = [
         [
             str(t.number),
-            *(_fmt(v) for v in t.values),
-            _fmt(t.user_attrs.get(keys.EPOCHS_RUN)),
+            *(fmt(v) for v in t.values),
+            fmt(t.user_attrs.get(keys.EPOCHS_RUN)),
             compact_params(t.params),
         ]
         for t in trials
@@ -122,12 +109,12 @@ def studies_table(storage: optuna.storages.BaseStorage) -> str:
         metrics = s.user_attrs.get(keys.METRICS) or [f"value{i}" for i in range(len(s.directions))]
         best = best_trials(study)
         if len(s.directions) == 1:
-            best_s = f"{metrics[0]}={_fmt(best[0].value)} (#{best[0].number})" if best else "-"
+            best_s = f"{metrics[0]}={fmt(best[0].value)} (#{best[0].number})" if best else "-"
         else:
             best_s = (
                 f"front of {len(best)}: "
                 + ", ".join(
-                    f"{m} {'max' if d.name == 'MAXIMIZE' else 'min'} {_fmt(_extreme(best, i, d.name))}"
+                    f"{m} {'max' if d.name == 'MAXIMIZE' else 'min'} {fmt(_extreme(best, i, d.name))}"
                     for i, (m, d) in enumerate(zip(metrics, s.directions, strict=False))
                 )
                 if best

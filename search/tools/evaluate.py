@@ -21,44 +21,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 from numpy.typing import NDArray
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 import storage
 from search import keys
-from search.errors import ConfigError, HPSearchError
+from search.errors import ConfigError
+from search.results.select import choose_trial, chosen_epochs, trial_params
+from spaces import schema
 
 if TYPE_CHECKING:
     from search.trial.data import Dataset
     from spaces import Space
 
 __all__ = [
-    "CLASS_NAMES",
     "FITS",
     "Evaluation",
-    "choose_trial",
-    "chosen_epochs",
     "evaluate",
     "format_evaluation",
-    "trial_params",
 ]
 
 FITS = ("train+validation", "train")
-CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "fashion_mnist": (
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ),
-    "mnist": tuple(str(i) for i in range(10)),
-    "digits": tuple(str(i) for i in range(10)),
-}
 
 
 @dataclass(frozen=True)
@@ -82,33 +64,6 @@ class Evaluation:
     plot_path: Path
     val_accuracy: float | None = None  # --fit train: the retrained model on the validation split
     recorded_val_accuracy: float | None = None  # what the trial recorded for it
-
-
-def choose_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
-    """Trial ``number``, or by default the best trial (multi-objective: the Pareto trial that is
-    best on the first objective)."""
-    from search.results.tables import best_trials
-
-    if number is None:
-        best = best_trials(study)
-        if not best:
-            raise HPSearchError(f"study {study.study_name!r} has no completed trial to evaluate")
-        return best[0]
-    trials = study.get_trials(deepcopy=False)
-    if not 0 <= number < len(trials):
-        raise ConfigError(f"--trial {number}: study {study.study_name!r} has trials 0..{len(trials) - 1}")
-    trial = trials[number]
-    if trial.state != TrialState.COMPLETE:
-        raise ConfigError(f"--trial {number}: the trial is {trial.state.name}, not COMPLETE")
-    return trial
-
-
-def trial_params(trial: FrozenTrial) -> dict[str, Any]:
-    """Every hyperparameter the trial trained with (per-layer values back as tuples)."""
-    params = trial.user_attrs.get(keys.PARAMS)
-    if not isinstance(params, dict):
-        raise HPSearchError(f"trial {trial.number} has no recorded params; it was not run by hpsearch")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
 
 def evaluate(
@@ -163,7 +118,7 @@ def evaluate(
     test_loss, test_accuracy = (float(v) for v in model.evaluate(test.x, test.y, verbose=0))
     predicted = np.argmax(model.predict(test.x, verbose=0), axis=1)
     labels = list(range(test.num_classes))
-    names = CLASS_NAMES.get(space.dataset.name, tuple(str(i) for i in labels))
+    names = schema.DATASET_INFO[space.dataset.name].class_names
     matrix = confusion_matrix(test.y, predicted, labels=labels)
     report = classification_report(
         test.y, predicted, labels=labels, target_names=names, digits=4, zero_division=0
@@ -228,20 +183,6 @@ def _fit(model: Any, ds: Dataset, params: dict[str, Any], trial: FrozenTrial, fi
     y = np.concatenate([ds.y_train, ds.y_val])
     model.fit(x, y, batch_size=params["batch_size"], epochs=epochs, shuffle=True, verbose=0)
     return epochs, len(y)
-
-
-def chosen_epochs(trial: FrozenTrial, params: dict[str, Any]) -> int:
-    """Epochs to retrain: the trial's ``best_epoch`` (worked out from its curves for trials
-    recorded before that attr existed), else its budget."""
-    from search.trial.objective import best_epoch
-
-    value = trial.user_attrs.get(keys.BEST_EPOCH)
-    if isinstance(value, int) and value > 0:
-        return value
-    curves = trial.user_attrs.get(keys.CURVES)
-    if isinstance(curves, dict) and curves.get("val_loss"):
-        return best_epoch(curves, params["patience"] > 0)
-    return int(params["epochs"])
 
 
 def _title(space: Space, trial: FrozenTrial) -> str:

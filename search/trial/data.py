@@ -22,10 +22,7 @@ Example:
 from __future__ import annotations
 
 import functools
-import gzip
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,28 +31,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from search.errors import ConfigError, DataError
+from search.trial.idx import IDX_FILES, Raw, from_folders
+from spaces import schema
 
 if TYPE_CHECKING:
     from spaces import Space
 
 __all__ = ["DATASETS", "Dataset", "TestSet", "load_dataset", "load_for", "load_test"]
 
-DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion_mnist")
+DATASETS: tuple[str, ...] = schema.DATASETS
 
-_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
-_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
-_IDX = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 _DIGITS_TEST_SEED = 20_260_801  # fixed: the digits test split never depends on a space's seed
 _DIGITS_TEST_SIZE = 360  # 20 % of the 1797 digits
 _SUBDIRS = {"mnist": ("mnist",), "fashion_mnist": ("fashion_mnist", "fashion-mnist")}
 _DEBIAN_DIRS = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
 _KERAS_CACHE = {"mnist": "mnist.npz", "fashion_mnist": "fashion-mnist"}
 _TRUE = ("1", "true", "yes")
-
-_Raw = tuple[NDArray[Any], NDArray[Any], str]  # images (n, H, W), labels (n,), source
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,7 +105,12 @@ def load_test(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> T
     if images.ndim != 3 or len(images) != len(labels):
         raise DataError(f"{source}: {len(images)} images ({images.shape[1:]}), {len(labels)} labels")
     return TestSet(
-        name, images.astype(np.float32)[..., np.newaxis], labels.astype(np.int32), 10, pixel_max, source
+        name,
+        images.astype(np.float32)[..., np.newaxis],
+        labels.astype(np.int32),
+        schema.DATASET_INFO[name].num_classes,
+        pixel_max,
+        source,
     )
 
 
@@ -177,9 +173,10 @@ def _raw(name: str, data_dir: str | os.PathLike[str] | None, split: str) -> tupl
     """One split's images, labels, where they came from, and the pixel scale."""
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
+    pixel_max = schema.DATASET_INFO[name].pixel_max
     if name == "digits":
-        return (*_load_digits(split), 16.0)
-    return (*_load_28x28(name, data_dir, split), 255.0)
+        return (*_load_digits(split), pixel_max)
+    return (*_load_28x28(name, data_dir, split), pixel_max)
 
 
 def _split(
@@ -195,8 +192,9 @@ def _split(
     n = len(labels)
     if images.ndim != 3 or len(images) != n:
         raise DataError(f"{source}: {len(images)} images of shape {images.shape[1:]} for {n} labels")
-    if n and (labels.min() < 0 or labels.max() > 9):
-        raise DataError(f"{source}: labels must be in 0..9, found {labels.min()}..{labels.max()}")
+    classes = schema.DATASET_INFO[name].num_classes
+    if n and (labels.min() < 0 or labels.max() >= classes):
+        raise DataError(f"{source}: labels must be in 0..{classes - 1}, found {labels.min()}..{labels.max()}")
     order = np.random.default_rng(seed).permutation(n)
     n_val = round(n * fraction)
     if n_val < 1 or n_val >= n:
@@ -207,10 +205,10 @@ def _split(
     x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
     for arr in (x_train, y_train, x_val, y_val):
         arr.setflags(write=False)
-    return Dataset(name, x_train, y_train, x_val, y_val, 10, pixel_max, source)
+    return Dataset(name, x_train, y_train, x_val, y_val, classes, pixel_max, source)
 
 
-def _load_digits(split: str) -> _Raw:
+def _load_digits(split: str) -> Raw:
     from sklearn.datasets import load_digits  # lazy: scikit-learn is slow to import
 
     bunch = load_digits()
@@ -220,30 +218,30 @@ def _load_digits(split: str) -> _Raw:
     return images[keep], labels[keep], "scikit-learn digits (bundled)"
 
 
-def _load_28x28(name: str, data_dir: str | os.PathLike[str] | None, split: str) -> _Raw:
+def _load_28x28(name: str, data_dir: str | os.PathLike[str] | None, split: str) -> Raw:
     looked: list[str] = []
     env_dir = os.environ.get("HPSEARCH_DATA_DIR")
     if data_dir is not None or env_dir:
         directory = Path(data_dir if data_dir is not None else str(env_dir)).expanduser()
         looked.append(f"{'data_dir' if data_dir is not None else '$HPSEARCH_DATA_DIR'} {directory}")
         folders = [directory, *(directory / sub for sub in _SUBDIRS[name])]
-        found = _from_folders(folders, split, idx=True, npz=name == "mnist")
+        found = from_folders(folders, split, idx=True, npz=name == "mnist")
         if found is not None:
             return found
     else:
         looked.append("$HPSEARCH_DATA_DIR (unset)")
     if name in _DEBIAN_DIRS:
         looked.append(str(_DEBIAN_DIRS[name]))
-        found = _from_folders([_DEBIAN_DIRS[name]], split, idx=True, npz=False)
+        found = from_folders([_DEBIAN_DIRS[name]], split, idx=True, npz=False)
         if found is not None:
             return found
     cache = Path(os.environ.get("KERAS_HOME") or Path("~/.keras").expanduser()) / "datasets"
     if name == "mnist":
         looked.append(str(cache / "mnist.npz"))
-        found = _from_folders([cache], split, idx=False, npz=True)
+        found = from_folders([cache], split, idx=False, npz=True)
     else:
         looked.append(str(cache / "fashion-mnist"))
-        found = _from_folders([cache / "fashion-mnist"], split, idx=True, npz=False)
+        found = from_folders([cache / "fashion-mnist"], split, idx=True, npz=False)
     if found is not None:
         return found
     if os.environ.get("HPSEARCH_OFFLINE", "").strip().lower() in _TRUE:
@@ -257,64 +255,13 @@ def _load_28x28(name: str, data_dir: str | os.PathLike[str] | None, split: str) 
     raise DataError(
         f"{name}: no data found; looked in {', '.join(looked)}; {download}. "
         + ("Install Debian's dataset-fashion-mnist, or put" if name == "fashion_mnist" else "Put")
-        + f" {_IDX[split][0]}.gz and {_IDX[split][1]}.gz"
+        + f" {IDX_FILES[split][0]}.gz and {IDX_FILES[split][1]}.gz"
         + (" (or mnist.npz)" if name == "mnist" else "")
         + " in a directory and pass --data-dir DIR (or set HPSEARCH_DATA_DIR)."
     )
 
 
-def _from_folders(folders: list[Path], split: str, *, idx: bool, npz: bool) -> _Raw | None:
-    """Loads the first folder's IDX pair (or ``mnist.npz``) of ``split``; ``None`` if there is none."""
-    for folder in folders:
-        pair = [_first_existing(folder, base) for base in _IDX[split]]
-        if idx and pair[0] is not None and pair[1] is not None:
-            images = _read_idx(pair[0], _IMAGES_MAGIC, ndim=3)
-            labels = _read_idx(pair[1], _LABELS_MAGIC, ndim=1)
-            if len(images) != len(labels):
-                raise DataError(f"{folder}: {len(images)} images but {len(labels)} labels")
-            return images, labels, str(folder)
-        if npz and (folder / "mnist.npz").is_file():
-            return _read_npz(folder / "mnist.npz", split)
-    return None
-
-
-def _first_existing(folder: Path, base: str) -> Path | None:
-    for candidate in (folder / f"{base}.gz", folder / base):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _read_idx(path: Path, magic: int, *, ndim: int) -> NDArray[np.uint8]:
-    """Parses an IDX file of unsigned bytes (gzip-compressed when the name ends in ``.gz``)."""
-    try:
-        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as f:
-            raw = f.read()
-    except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: cannot read: {e}") from e
-    header = 4 + 4 * ndim
-    if len(raw) < 4 or int.from_bytes(raw[:4], "big") != magic:
-        got = f"0x{int.from_bytes(raw[:4], 'big'):08x}" if len(raw) >= 4 else f"{len(raw)} bytes"
-        raise DataError(f"{path}: not an IDX file with magic 0x{magic:08x} (got {got})")
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated header ({len(raw)} of {header} bytes)")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims))
-    if len(raw) - header != expected:
-        raise DataError(f"{path}: truncated: {dims} needs {expected} bytes, got {len(raw) - header}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
-
-
-def _read_npz(path: Path, split: str) -> _Raw:
-    """Reads ``x_{split}`` / ``y_{split}`` from a Keras-format ``mnist.npz`` (the other split unread)."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return np.asarray(npz[f"x_{split}"]), np.asarray(npz[f"y_{split}"]), str(path)
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(f"{path}: not a readable mnist.npz with x_{split} and y_{split}: {e}") from e
-
-
-def _download(name: str, split: str) -> _Raw:
+def _download(name: str, split: str) -> Raw:
     import keras  # lazy: TensorFlow is slow to import and only needed here
 
     module = keras.datasets.mnist if name == "mnist" else keras.datasets.fashion_mnist

@@ -7,52 +7,33 @@ never copied per trial.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import keras
 
-__all__ = ["OPTIMIZERS", "build", "count_flops"]
+from spaces import schema
+
+__all__ = ["build", "count_flops", "make_optimizer"]
 
 Layer = Any  # keras layers are untyped
 
 
-def _sgd(p: Mapping[str, Any]) -> keras.optimizers.Optimizer:
-    return keras.optimizers.SGD(
-        learning_rate=p["learning_rate"],
-        momentum=p["momentum"],
-        nesterov=p["nesterov"],
-        weight_decay=p["weight_decay"] or None,
-    )
+def make_optimizer(p: Mapping[str, Any]) -> keras.optimizers.Optimizer:
+    """The optimizer ``p["optimizer"]`` names (its class from :data:`spaces.schema.OPTIMIZER_CLASSES`).
 
-
-def _rmsprop(p: Mapping[str, Any]) -> keras.optimizers.Optimizer:
-    return keras.optimizers.RMSprop(
-        learning_rate=p["learning_rate"], momentum=p["momentum"], weight_decay=p["weight_decay"] or None
-    )
-
-
-def _plain(cls: type) -> Callable[[Mapping[str, Any]], keras.optimizers.Optimizer]:
-    def make(p: Mapping[str, Any]) -> keras.optimizers.Optimizer:
-        return cls(learning_rate=p["learning_rate"], weight_decay=p["weight_decay"] or None)
-
-    return make
-
-
-def _adamw(p: Mapping[str, Any]) -> keras.optimizers.Optimizer:
-    # AdamW's own default decay (0.004) applies when the space leaves weight_decay at 0
-    return keras.optimizers.AdamW(learning_rate=p["learning_rate"], weight_decay=p["weight_decay"] or 0.004)
-
-
-OPTIMIZERS: dict[str, Callable[[Mapping[str, Any]], keras.optimizers.Optimizer]] = {
-    "sgd": _sgd,
-    "adam": _plain(keras.optimizers.Adam),
-    "adamw": _adamw,
-    "nadam": _plain(keras.optimizers.Nadam),
-    "rmsprop": _rmsprop,
-    "adagrad": _plain(keras.optimizers.Adagrad),
-    "adamax": _plain(keras.optimizers.Adamax),
-}
+    ``momentum`` applies to SGD and RMSprop, ``nesterov`` to SGD; a ``weight_decay`` of 0 means
+    none, except for AdamW, whose own default decay (0.004) then applies.
+    """
+    name = p["optimizer"]
+    options: dict[str, Any] = {"learning_rate": p["learning_rate"], "weight_decay": p["weight_decay"] or None}
+    if name in ("sgd", "rmsprop"):
+        options["momentum"] = p["momentum"]
+    if name == "sgd":
+        options["nesterov"] = p["nesterov"]
+    if name == "adamw":
+        options["weight_decay"] = p["weight_decay"] or 0.004
+    return getattr(keras.optimizers, schema.OPTIMIZER_CLASSES[name])(**options)
 
 
 def build(
@@ -86,7 +67,7 @@ def build(
     )(x)
     model = keras.Model(inputs, outputs)
     model.compile(
-        optimizer=OPTIMIZERS[params["optimizer"]](params),
+        optimizer=make_optimizer(params),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )

@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import keras
-import numpy as np
 import optuna
 
 import storage
 from search import keys
 from search.errors import TrialFailed, WorkerStopping
 from search.results import artifacts
+from search.results.select import best_epoch
 from search.trial.build import build_model
 from search.trial.callbacks import CurveRecorder, NanGuard, StopWhen
 from search.trial.models import count_flops
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from search.trial.data import Dataset
     from spaces import Space
 
-__all__ = ["Objective", "best_epoch", "describe_device"]
+__all__ = ["Objective", "describe_device"]
 
 
 def describe_device() -> str:
@@ -211,19 +211,6 @@ def _final_metrics(recorder: CurveRecorder, restored_best: bool) -> dict[str, fl
         for key in ("val_accuracy", "val_loss", "accuracy", "loss")
         if len(curves[key]) > i
     }
-
-
-def best_epoch(curves: dict[str, list[float]], restored_best: bool) -> int:
-    """The epoch (1-based) whose weights training leaves behind; 0 when no epoch finished.
-
-    Keras 3's ``EarlyStopping(restore_best_weights=True)`` restores the first epoch with the
-    lowest ``val_loss`` at the end of training, also when training ran all its epochs without
-    stopping early; without it the last epoch's weights stay.
-    """
-    losses = np.asarray(curves["val_loss"], dtype=float)
-    if restored_best and np.isfinite(losses).any():
-        return int(np.nanargmin(losses)) + 1
-    return len(losses)
 
 
 def _record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:

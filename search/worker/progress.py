@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import optuna
 from optuna.trial import FrozenTrial
 
-from search.results.tables import _fmt, best_trials, trial_line
+from search.results.tables import best_trials, fmt, trial_line
 from search.study.queue import slots
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def best_so_far(study: optuna.Study, metrics: tuple[str, ...] | list[str]) -> st
     best = best_trials(study)
     if not best:
         return "none yet"
-    head = f"{metrics[0]}={_fmt(best[0].values[0])} (#{best[0].number})"
+    head = f"{metrics[0]}={fmt(best[0].values[0])} (#{best[0].number})"
     return head if len(study.directions) == 1 else f"front of {len(best)}, {head}"
 
 

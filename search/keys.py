@@ -32,3 +32,11 @@ FAIL_REASON: Final = "fail_reason"
 PRUNE_REASON: Final = "prune_reason"
 PRUNING_CURVE: Final = "pruning_curve"  # the pruned-on metric by epoch (multi-objective pruning)
 REQUEUED: Final = "requeued"  # True: the worker stopped mid-trial and handed the trial back
+
+# trial user attrs, set by `hpsearch evaluate` on the trial it tested
+TEST_ACCURACY: Final = "test_accuracy"
+TEST_LOSS: Final = "test_loss"
+TEST_CONFUSION_MATRIX: Final = "test_confusion_matrix"  # rows: true class, columns: predicted
+TEST_PER_CLASS: Final = "test_per_class"  # precision / recall / F1 / support by class name
+TEST_FIT: Final = "test_fit"  # how the model was retrained
+TEST_MODEL: Final = "test_model"  # the saved .keras file

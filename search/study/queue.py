@@ -68,7 +68,10 @@ class Slots:
 
 def slots(trials: Sequence[FrozenTrial]) -> Slots:
     """Count a study's trials against its budget."""
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.0
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retried = {n for t in trials for n in history(t)}
     done = sum(
         t.state in (TrialState.COMPLETE, TrialState.PRUNED)
         or (t.state == TrialState.FAIL and t.number not in retried)

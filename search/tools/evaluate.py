@@ -210,14 +210,14 @@ def _plot_confusion(matrix: NDArray[np.int64], names: tuple[str, ...], path: Pat
 def _attrs(result: Evaluation) -> dict[str, Any]:
     """The trial user attrs that record an evaluation (JSON)."""
     return {
-        "test_accuracy": result.test_accuracy,
-        "test_loss": result.test_loss,
-        "test_confusion_matrix": result.confusion.tolist(),
-        "test_per_class": {
+        keys.TEST_ACCURACY: result.test_accuracy,
+        keys.TEST_LOSS: result.test_loss,
+        keys.TEST_CONFUSION_MATRIX: result.confusion.tolist(),
+        keys.TEST_PER_CLASS: {
             name: {k: float(v) for k, v in result.per_class[name].items()} for name in result.class_names
         },
-        "test_fit": f"{result.fit}, {result.epochs} epochs, {result.train_size} images",
-        "test_model": str(result.model_path),
+        keys.TEST_FIT: f"{result.fit}, {result.epochs} epochs, {result.train_size} images",
+        keys.TEST_MODEL: str(result.model_path),
     }
 
 

@@ -2,7 +2,7 @@
 
 A search is hundreds of trainings, so per-step Python overhead matters more than in a notebook.
 :func:`fit` is ``model.fit`` with the same batch size, optimizer, per-epoch seeded shuffle and
-callbacks, plus these fast paths (see README "Fast trials" for their measurements):
+callbacks, plus these fast paths (measured in docs/benchmarks.md, "Fast trials"):
 
 - **Data as ready tensors, once per worker** (:func:`prepare`): the float32 arrays become
   TensorFlow tensors once per process (on the first GPU when one is visible), so a trial does

@@ -2,7 +2,7 @@
 
 Keras / TensorFlow keep about 4 MB per built and fitted model in the process, and neither
 ``keras.backend.clear_session()`` nor ``gc.collect()`` nor ``malloc_trim`` gives it back (see
-README: memory). So, like Celery's ``max_memory_per_child``, the worker bounds it itself: after
+docs/workers.md, "Memory"). So, like Celery's ``max_memory_per_child``, the worker bounds it itself: after
 each finished trial it compares its resident set size (``/proc/self/statm``) with a baseline taken
 after :data:`WARMUP_TRIALS` trials (TensorFlow's first trials allocate kernels and caches once;
 that is not a leak). When one more trial like the last would take the growth above the limit, the

@@ -1,10 +1,23 @@
-"""The hpsearch engine: studies, objectives, workers and the CLI.
+"""The hpsearch engine: studies, trials, workers, results and the CLI.
 
-Importing ``search`` is cheap; TensorFlow loads only when a trial is about to run.
+Data flows down; a subpackage imports only those below it (``make lint`` checks it)::
+
+    cli                     the `hpsearch` command line
+    tools | worker          evaluate, lr-find | the worker loop, launcher, devices, memory
+    trial                   objective, training loop, models, callbacks, pruning, data
+    study                   create / resume a study, its budget as a queue of trials
+    results                 tables, trial selection, report, export, notes, artifacts
+    hypermodels             KerasTuner hypermodels: load, adapt, bind
+    errors | keys           the exception tree; every attr key hpsearch writes
+
+Below them all: ``spaces`` (what to search) and ``storage`` (where studies live, and the one
+door to third-party internals, ``storage.compat``).
+
+Importing ``search`` is cheap; Keras and TensorFlow load only when a trial is about to run.
 """
 
 from __future__ import annotations
 
-from search.errors import ConfigError, DataError, HPSearchError, StorageError, TrialFailed
+from search.errors import USER_ERRORS, ConfigError, DataError, HPSearchError, StorageError, TrialFailed
 
-__all__ = ["ConfigError", "DataError", "HPSearchError", "StorageError", "TrialFailed"]
+__all__ = ["USER_ERRORS", "ConfigError", "DataError", "HPSearchError", "StorageError", "TrialFailed"]

@@ -5,15 +5,25 @@ BIN    := $(VENV)/bin
 export HPSEARCH_OFFLINE ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# reinstall only when pyproject.toml changes
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev]"
+# reinstall only when pyproject.toml or constraints.txt changes; constraints.txt: the versions tested
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
+
+# constraints.txt anew: what pyproject.toml resolves to today (newest allowed; setuptools: the venv's own)
+constraints: | $(BIN)/python
+	$(BIN)/pip install --quiet --dry-run --ignore-installed --report $(VENV)/resolved.json -e ".[dev]"
+	{ echo "# The versions tested: make demo / make test install with -c constraints.txt (make constraints)"; \
+	  $(BIN)/python -c 'import json, sys; print("\n".join(sorted(("%s==%s" % (i["metadata"]["name"], \
+	  i["metadata"]["version"]) for i in json.load(open(sys.argv[1]))["install"] \
+	  if i["metadata"]["name"] not in ("hpsearch", "setuptools")), key=str.lower)))' $(VENV)/resolved.json; \
+	} > $(VENV)/constraints.txt
+	mv $(VENV)/constraints.txt constraints.txt
 
 demo: $(VENV)/.installed  ## set up, then search the offline quickstart space on SQLite
 	$(BIN)/hpsearch run quickstart

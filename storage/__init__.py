@@ -13,12 +13,13 @@ from __future__ import annotations
 from storage.attrs import set_user_attrs
 from storage.engines import HEARTBEAT_INTERVAL_S, open_storage, sqlite_path
 from storage.errors import StorageError
-from storage.urls import DEFAULT_URL, ENV_VAR, PASSWORD_FILE_VAR, backend, redact, resolve
+from storage.urls import DEFAULT_URL, ENV_VAR, OPTUNA_ENV_VAR, PASSWORD_FILE_VAR, backend, redact, resolve
 
 __all__ = [
     "DEFAULT_URL",
     "ENV_VAR",
     "HEARTBEAT_INTERVAL_S",
+    "OPTUNA_ENV_VAR",
     "PASSWORD_FILE_VAR",
     "StorageError",
     "backend",

@@ -1,4 +1,5 @@
-"""Which storage a command uses: ``--storage`` > ``HPSEARCH_STORAGE`` > the default SQLite file.
+"""Which storage a command uses: ``--storage`` > ``HPSEARCH_STORAGE`` > ``OPTUNA_STORAGE`` > the default
+SQLite file (``OPTUNA_STORAGE`` is the variable the ``optuna`` command line reads).
 
 The backend is chosen by the URL's scheme, never guessed from what exists on disk.
 """
@@ -14,9 +15,10 @@ import sqlalchemy.exc
 
 from storage.errors import StorageError
 
-__all__ = ["DEFAULT_URL", "ENV_VAR", "backend", "redact", "resolve"]
+__all__ = ["DEFAULT_URL", "ENV_VAR", "OPTUNA_ENV_VAR", "backend", "redact", "resolve"]
 
 ENV_VAR = "HPSEARCH_STORAGE"
+OPTUNA_ENV_VAR = "OPTUNA_STORAGE"  # honoured after ours, as `optuna --storage` does
 PASSWORD_FILE_VAR = "HPSEARCH_DB_PASSWORD_FILE"  # e.g. a compose secret: /run/secrets/pg_password
 DEFAULT_URL = "sqlite:///hpsearch.db"  # relative: a file in the working directory
 
@@ -31,9 +33,19 @@ _BACKENDS = {
 
 
 def resolve(cli_url: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """The storage URL to use, by precedence; postgres URLs get the installed psycopg driver."""
+    """The storage URL to use, by precedence; postgres URLs get the installed psycopg driver.
+
+    ``cli_url`` > ``$HPSEARCH_STORAGE`` > ``$OPTUNA_STORAGE`` > :data:`DEFAULT_URL`; an empty variable
+    counts as unset.
+
+    Example:
+        >>> resolve(None, {"OPTUNA_STORAGE": "sqlite:///o.db"})
+        'sqlite:///o.db'
+        >>> resolve(None, {"HPSEARCH_STORAGE": "sqlite:///h.db", "OPTUNA_STORAGE": "sqlite:///o.db"})
+        'sqlite:///h.db'
+    """
     env = os.environ if environ is None else environ
-    url = cli_url or env.get(ENV_VAR) or DEFAULT_URL
+    url = cli_url or env.get(ENV_VAR) or env.get(OPTUNA_ENV_VAR) or DEFAULT_URL
     kind = backend(url)
     scheme = url.split("://", 1)[0]
     if kind == "postgresql" and scheme in ("postgresql", "postgres"):

@@ -10,5 +10,6 @@ May import: ``spaces``, ``storage`` and every ``search`` subpackage but ``cli`` 
 from __future__ import annotations
 
 from search.worker.loop import RunResult, run
+from search.worker.session import run_worker
 
-__all__ = ["RunResult", "run"]
+__all__ = ["RunResult", "run", "run_worker"]

@@ -1,0 +1,193 @@
+"""Commands that fill a study and run its trials: ``run``, ``create``, ``worker``.
+
+Heavy imports stay inside the handlers so that ``hpsearch --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING
+
+import optuna
+
+import spaces
+import storage
+from search.cli.options import (
+    DATA_DIR,
+    HYPERMODEL,
+    NEW_STUDY,
+    SPACE,
+    STORAGE,
+    STUDY,
+    TRIALS,
+    WORKER,
+    non_negative_int,
+    positive_int,
+)
+from search.cli.registry import Commands, option
+from search.errors import ConfigError
+
+if TYPE_CHECKING:
+    from search.study.queue import QueueStudy
+    from search.trial.data import Dataset
+
+__all__ = ["commands"]
+
+commands = Commands()
+
+
+def _open(url: str, args: argparse.Namespace, *, create: bool = True) -> optuna.storages.BaseStorage:
+    """The storage with heartbeats; fills in ``args.heartbeat`` from ``$HPSEARCH_HEARTBEAT``."""
+    if args.heartbeat is None:
+        text = os.environ.get("HPSEARCH_HEARTBEAT", "10")
+        try:
+            args.heartbeat = positive_int(text)
+        except argparse.ArgumentTypeError as e:
+            raise ConfigError(f"HPSEARCH_HEARTBEAT: {e}") from None
+    from search.study import open_storage  # a stale trial is re-queued
+
+    return open_storage(url, create=create, heartbeat_interval=args.heartbeat)
+
+
+def _work(
+    study: QueueStudy,
+    space: spaces.Space,
+    dataset: Dataset,
+    url: str,
+    args: argparse.Namespace,
+    *,
+    exit_on_signal: int = 130,
+) -> int:
+    """This process's share of the study (``search.worker.run_worker``); the exit code."""
+    from search.worker import run_worker
+
+    return run_worker(
+        study,
+        space,
+        dataset,
+        url,
+        device=args.device,
+        per_gpu=args.per_gpu,
+        index=getattr(args, "index", None),
+        max_trials=getattr(args, "max_trials", None),
+        timeout=args.timeout,
+        max_failures=args.max_failures,
+        heartbeat_interval=args.heartbeat,
+        max_memory_growth=args.max_memory_growth,
+        artifacts_dir=args.artifacts,
+        restart_argv=args.argv,
+        quiet=not args.debug,
+        exit_on_signal=exit_on_signal,
+    )
+
+
+@commands.command(
+    "run",
+    SPACE.but(help="a space YAML file or a preset name (see `hpsearch spaces`)"),
+    NEW_STUDY,
+    STORAGE,
+    TRIALS,
+    DATA_DIR,
+    option("--workers", type=positive_int, default=1, help="run K local worker processes"),
+    WORKER,
+    help="create or resume a study and run its trials",
+)
+def cmd_run(args: argparse.Namespace) -> int:
+    from search.study.create import create_or_load
+    from search.study.queue import slots, top_up
+    from search.trial.data import load_for  # imported late: `hpsearch validate` needs none of this
+
+    space = spaces.load(args.space)  # a rejected space stops here: nothing is written
+    url = storage.resolve(args.storage)
+    dataset = load_for(space, args.data_dir)  # missing data stops here too
+    store = _open(url, args)
+    study = create_or_load(space, store, study_name=args.study)
+    trials = args.trials or space.budget.trials
+    top_up(study, trials)
+    counts = slots(study.get_trials(deepcopy=False))
+    print(
+        f"study {study.study_name!r} in {storage.redact(url)}: {counts.done}/{counts.used} trials done | "
+        f"{dataset.name}: {len(dataset.y_train)} train / {len(dataset.y_val)} validation images "
+        f"({dataset.source})",
+        flush=True,
+    )
+    if counts.done >= trials and not counts.running and not counts.waiting:
+        print(
+            f"study {study.study_name!r} already has {counts.done} finished trials; nothing to run "
+            "(raise --trials to run more)"
+        )
+    if args.workers > 1:
+        from search.hypermodels.binding import worker_argument
+        from search.worker.launcher import launch
+
+        args.hypermodel = worker_argument(space)  # the workers import the file this run named
+        code = launch(study.study_name, url, args)
+    else:
+        code = _work(study, space, dataset, url, args)
+    from search.results.tables import front_table
+
+    print()
+    print(front_table(study, space.metrics))
+    return code
+
+
+@commands.command(
+    "create",
+    SPACE,
+    NEW_STUDY,
+    STORAGE,
+    TRIALS,
+    help="create or resume a study and queue its budget; run nothing",
+)
+def cmd_create(args: argparse.Namespace) -> int:
+    from search.study.create import create_or_load
+    from search.study.queue import slots, top_up
+
+    space = spaces.load(args.space)
+    url = storage.resolve(args.storage)
+    study = create_or_load(space, storage.open_storage(url, heartbeat_interval=None), study_name=args.study)
+    queued = top_up(study, args.trials or space.budget.trials)
+    counts = slots(study.get_trials(deepcopy=False))
+    print(
+        f"study {study.study_name!r} in {storage.redact(url)}: {counts.done} done, {counts.running} running, "
+        f"{counts.waiting} queued ({queued} added); workers: hpsearch worker --study {study.study_name}"
+    )
+    return 0
+
+
+@commands.command(
+    "worker",
+    STUDY,
+    STORAGE,
+    option("--max-trials", type=positive_int, help="at most N trials from this worker"),
+    option("--index", type=non_negative_int, help="worker index, for seeding (default: the process id)"),
+    DATA_DIR,
+    HYPERMODEL,
+    WORKER,
+    help="join an existing study and run its queued trials",
+)
+def cmd_worker(args: argparse.Namespace) -> int:
+    from search.hypermodels.binding import bind_worker
+    from search.study.create import load_space, open_study
+    from search.trial.data import load_for
+
+    url = storage.resolve(args.storage)
+    store = _open(url, args, create=False)
+    space = load_space(store, args.study)
+    attrs = store.get_study_user_attrs(store.get_study_id_from_name(args.study))
+    space = bind_worker(space, attrs, args.study, args.hypermodel)  # never a path read from the study
+    dataset = load_for(space, args.data_dir)
+    index = os.getpid() if args.index is None else args.index
+    study = open_study(space, store, args.study, worker=index)
+    print(
+        f"worker {args.index if args.index is not None else f'pid {index}'} on study {args.study!r} "
+        f"in {storage.redact(url)} | {dataset.name}: {len(dataset.y_train)} train images",
+        flush=True,
+    )
+    code = _work(study, space, dataset, url, args, exit_on_signal=0)  # its trial was handed back
+    from search.results.tables import front_table
+
+    print()
+    print(front_table(study, space.metrics))
+    return code

@@ -122,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from search.worker.launcher import launch
 
         args.hypermodel = worker_argument(space)  # the workers import the file this run named
-        code = launch(study.study_name, url, args)
+        code = launch(url, [_worker_argv(study.study_name, i, args) for i in range(args.workers)])
     else:
         code = _work(study, space, dataset, url, args)
     from search.results.tables import front_table
@@ -191,3 +191,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print()
     print(front_table(study, space.metrics))
     return code
+
+
+def _worker_argv(study: str, index: int, args: argparse.Namespace) -> list[str]:
+    """``hpsearch worker ...`` for local worker ``index`` of ``run --workers K``: this run's options."""
+    argv = ["--debug"] if args.debug else []
+    argv += ["worker", "--study", study, "--index", str(index), "--heartbeat", str(args.heartbeat)]
+    argv += [
+        "--max-failures",
+        str(args.max_failures),
+        "--device",
+        args.device,
+        "--per-gpu",
+        str(args.per_gpu),
+    ]
+    argv += ["--max-memory-growth", str(args.max_memory_growth)]
+    for flag, value in (
+        ("--timeout", args.timeout),
+        ("--data-dir", args.data_dir),
+        ("--artifacts", args.artifacts),
+        ("--hypermodel", args.hypermodel),
+    ):
+        if value:
+            argv += [flag, str(value)]
+    return argv

@@ -7,34 +7,16 @@ are passed on to every worker, which re-queues its running trial and exits.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from types import FrameType
 from typing import IO
 
 __all__ = ["launch"]
-
-
-def _command(study: str, index: int, args: argparse.Namespace) -> list[str]:
-    cmd = [sys.executable, "-m", "search"]
-    if args.debug:
-        cmd.append("--debug")
-    cmd += ["worker", "--study", study, "--index", str(index), "--heartbeat", str(args.heartbeat)]
-    cmd += ["--max-failures", str(args.max_failures), "--device", args.device, "--per-gpu", str(args.per_gpu)]
-    cmd += ["--max-memory-growth", str(args.max_memory_growth)]
-    if args.timeout:
-        cmd += ["--timeout", str(args.timeout)]
-    if args.data_dir:
-        cmd += ["--data-dir", args.data_dir]
-    if args.artifacts:
-        cmd += ["--artifacts", args.artifacts]
-    if getattr(args, "hypermodel", None):
-        cmd += ["--hypermodel", args.hypermodel]
-    return cmd
 
 
 def _stream(prefix: str, pipe: IO[str]) -> None:
@@ -43,19 +25,22 @@ def _stream(prefix: str, pipe: IO[str]) -> None:
         sys.stdout.flush()
 
 
-def launch(study: str, url: str, args: argparse.Namespace) -> int:
-    """Run ``args.workers`` workers to completion; 0 if all exited 0."""
+def launch(url: str, workers: Sequence[Sequence[str]]) -> int:
+    """Run one ``python -m search ARGV`` process per ``workers`` item to completion; 0 if all exited 0.
+
+    ``url`` reaches them as ``$HPSEARCH_STORAGE``, never on a command line (where ``ps`` shows it).
+    """
     env = {**os.environ, "HPSEARCH_STORAGE": url, "PYTHONUNBUFFERED": "1"}  # no password in `ps`
     procs = [
         subprocess.Popen(
-            _command(study, i, args),
+            [sys.executable, "-m", "search", *argv],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,  # a terminal's Ctrl-C reaches them through us, once
         )
-        for i in range(args.workers)
+        for argv in workers
     ]
     readers = [
         threading.Thread(target=_stream, args=(f"[w{i}]", p.stdout), daemon=True) for i, p in enumerate(procs)

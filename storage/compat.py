@@ -130,11 +130,13 @@ RDB_METHODS = (
 
 
 def rdb_backend(store: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
-    """The storage under Optuna's cache (``_CachedStorage._backend``); other storages as they are.
+    """The ``RDBStorage`` under Optuna's cache (``_CachedStorage._backend``); other storages as they are.
 
     Public API: none; a study opened on an ``RDBStorage`` wraps it in a private cache class.
+    (A ``JournalStorage`` has a ``_backend`` too, its log file: not what is asked for here.)
     """
-    return getattr(store, "_backend", store)
+    inner = getattr(store, "_backend", None)
+    return inner if isinstance(inner, optuna.storages.RDBStorage) else store
 
 
 def upsert_trial_user_attrs(

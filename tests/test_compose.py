@@ -10,16 +10,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import optuna
@@ -27,8 +23,8 @@ import pytest
 import yaml
 
 import storage
+from tests.helpers import ROOT, TINY, answers, free_port, http_get, subprocess_env, wait_until, write_space
 
-ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
@@ -77,52 +73,28 @@ def _command(service: str, variables: dict[str, str]) -> list[str]:
     return [sys.executable, "-m", "search", *(fill(a) for a in COMPOSE["services"][service]["command"])]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get_when_up(url: str, seconds: float = 60) -> Any:
-    """GET JSON, waiting (up to ``seconds``) for the server to start listening."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                return json.loads(response.read())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def test_the_compose_topology_runs_as_local_processes(tmp_path: Path, pg_url: str) -> None:
     # the compose services mount spaces/ at /work/spaces; here a tiny space stands in for it
     (tmp_path / "spaces").mkdir()
-    (tmp_path / "spaces" / "tiny.yaml").write_text(
-        "name: tiny\ndataset: {name: digits, limit: 60}\nmodel: {units: {type: int, low: 4, high: 16}}\n"
-        "training: {epochs: 1}\n"
-    )
+    write_space(tmp_path / "spaces", "tiny", base=TINY)
     secret = tmp_path / "pg_password"
     secret.write_text("not-needed-with-trust-auth\n")
-    env = {
-        **os.environ,
-        **COMPOSE["x-hpsearch"]["environment"],
-        "HPSEARCH_STORAGE": pg_url,  # the local server instead of the `postgres` service
-        "HPSEARCH_DB_PASSWORD_FILE": str(secret),  # the secret, as compose mounts it
-        "HPSEARCH_LOCK_DIR": str(tmp_path / "locks"),
-        "HPSEARCH_ARTIFACTS": str(tmp_path / "artifacts"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
+    env = subprocess_env(
+        **{
+            **COMPOSE["x-hpsearch"]["environment"],
+            "HPSEARCH_STORAGE": pg_url,  # the local server instead of the `postgres` service
+            "HPSEARCH_DB_PASSWORD_FILE": str(secret),  # the secret, as compose mounts it
+            "HPSEARCH_LOCK_DIR": str(tmp_path / "locks"),
+            "HPSEARCH_ARTIFACTS": str(tmp_path / "artifacts"),
+        }
+    )
     variables = {"SPACE_FILE": "tiny.yaml", "STUDY": "tiny", "TRIALS": "6"}
     study = [a.replace("/work/spaces/", f"{tmp_path}/spaces/") for a in _command("study", variables)]
     created = subprocess.run(study, env=env, capture_output=True, text=True, timeout=120)
     assert created.returncode == 0, created.stderr
     assert "6 queued (6 added)" in created.stdout
 
-    port = _free_port()
+    port = free_port()
     dashboard_cmd = [a if a != "8080" else str(port) for a in _command("dashboard", variables)]
     dashboard = subprocess.Popen(
         dashboard_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -136,7 +108,9 @@ def test_the_compose_topology_runs_as_local_processes(tmp_path: Path, pg_url: st
         assert [w.returncode for w in workers] == [0, 0], outputs
         assert dashboard.stdout is not None
         assert "optuna-dashboard for" in dashboard.stdout.readline()
-        summaries = _get_when_up(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
+        url = f"http://127.0.0.1:{port}/api/studies"
+        wait_until(lambda: answers(url), what="the dashboard answering")
+        summaries = http_get(url)["study_summaries"]
         assert [s["study_name"] for s in summaries] == ["tiny"]
     finally:
         dashboard.terminate()

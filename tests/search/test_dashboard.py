@@ -8,15 +8,11 @@ the HTML report; screenshots are saved under the test's tmp dir.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -26,37 +22,26 @@ from typing import Any
 import pytest
 
 from search.cli import main
+from tests.helpers import float_range, free_port, http_get, int_range, subprocess_env, wait_until, write_space
 
-ROOT = Path(__file__).resolve().parents[2]
-SPACE = """\
-name: dash
-dataset: {name: digits, validation_fraction: 0.2, limit: 200}
-sampler: {type: random, seed: 3}
-budget: {trials: 3}
-model: {layers: 1, units: {type: int, low: 4, high: 32, log: true}}
-optimizer: {learning_rate: {type: float, low: 1.0e-3, high: 1.0e-1, log: true}}
-training: {batch_size: 64, epochs: 2}
-"""
+SPACE = {
+    "dataset": {"name": "digits", "validation_fraction": 0.2, "limit": 200},
+    "sampler": {"type": "random", "seed": 3},
+    "budget": {"trials": 3},
+    "model": {"layers": 1, "units": int_range(4, 32, log=True)},
+    "optimizer": {"learning_rate": float_range(1.0e-3, 1.0e-1, log=True)},
+    "training": {"batch_size": 64, "epochs": 2},
+}
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(port: int, path: str) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
-        body = response.read()
-        return json.loads(body) if response.headers.get_content_type() == "application/json" else body
+    return http_get(f"http://127.0.0.1:{port}{path}")
 
 
 def _start_dashboard(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "HPSEARCH_ARTIFACTS"},  # default: next to the db
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
+    env = subprocess_env()
+    env.pop("HPSEARCH_ARTIFACTS", None)  # the default: next to the database
     return subprocess.Popen(
         [sys.executable, "-m", "search", "dashboard", *args],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -64,16 +49,20 @@ def _start_dashboard(cwd: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def _wait_answering(port: int, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
+    def answering() -> bool:
         try:
             _get(port, "/api/meta")
-            return
         except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(f"dashboard did not answer: {proc.communicate()[0]}") from None
-            time.sleep(0.2)
+            if proc.poll() is not None:
+                raise AssertionError(f"the dashboard exited: {proc.communicate()[0]}") from None
+            return False
+        return True
+
+    try:
+        wait_until(answering, what="the dashboard answering")
+    except AssertionError:
+        proc.kill()
+        raise
 
 
 @dataclass
@@ -89,12 +78,12 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A study with three finished trials, trained while the dashboard was read over HTTP."""
     work = tmp_path_factory.mktemp("dash")
-    (work / "dash.yaml").write_text(SPACE)
+    write_space(work, "dash", **SPACE)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(work)  # the default storage: sqlite:///hpsearch.db here
         mp.delenv("HPSEARCH_ARTIFACTS", raising=False)  # and the default artifacts directory next to it
         assert main(["create", "dash.yaml"]) == 0
-        port = _free_port()
+        port = free_port()
         proc = _start_dashboard(work, "--port", str(port))
         try:
             _wait_answering(port, proc)
@@ -112,13 +101,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
             reader = threading.Thread(target=poll, daemon=True)
             reader.start()
+            wait_until(lambda: result.reads or result.errors, what="the first read")
             result.run_code = main(["run", "dash.yaml"])
             done.set()
             reader.join()
-            deadline = time.monotonic() + 30  # the dashboard caches a study's trials for 2 s
-            while not all(t["state"] == "Complete" for t in _get(port, "/api/studies/1")["trials"]):
-                assert time.monotonic() < deadline, "the dashboard never showed the finished trials"
-                time.sleep(0.2)
+            wait_until(  # the dashboard caches a study's trials for 2 s
+                lambda: all(t["state"] == "Complete" for t in _get(port, "/api/studies/1")["trials"]),
+                timeout=30,
+                what="the dashboard showing the finished trials",
+            )
             yield result
         finally:
             proc.terminate()
@@ -157,7 +148,7 @@ def test_the_api_lists_the_study_named_objectives_artifacts_and_notes(served: Se
 
 
 def test_binding_to_another_address_warns(served: Served) -> None:
-    port = _free_port()
+    port = free_port()
     proc = _start_dashboard(served.dir, "--host", "0.0.0.0", "--port", str(port))
     try:
         assert proc.stdout is not None

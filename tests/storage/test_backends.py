@@ -14,21 +14,22 @@ from search.errors import ConfigError, StorageError
 from search.study import open_storage
 from search.study.create import create_or_load, load_space
 from search.study.queue import top_up
+from storage import compat
+from tests.helpers import int_range, space_text
 
-SPACE = "name: roundtrip\ndataset: digits\nmodel: {layers: {type: int, low: 1, high: 2}}\n"
+SPACE = space_text("roundtrip", model={"layers": int_range(1, 2)})
 
 
 class TestEveryBackend:
     def test_study_keeps_its_space_and_trials_across_processes(self, storage_url: str) -> None:
-        url = storage.resolve(storage_url, {})
         space = spaces.loads(SPACE, source="test")
-        study = create_or_load(space, open_storage(url))
+        study = create_or_load(space, open_storage(storage_url))
         top_up(study, 1)
         trial = study.ask()
         space.sample(trial)
         study.tell(trial, [0.9, 1.5])
 
-        reopened = open_storage(url, create=False)  # as a second worker would
+        reopened = open_storage(storage_url, create=False)  # as a second worker would
         stored = load_space(reopened, "roundtrip")
         assert stored.fingerprint == space.fingerprint
         assert stored.text == SPACE
@@ -40,30 +41,29 @@ class TestEveryBackend:
         ]
 
     def test_resuming_with_a_different_space_is_refused(self, storage_url: str) -> None:
-        store = open_storage(storage.resolve(storage_url, {}))
+        store = open_storage(storage_url)
         create_or_load(spaces.loads(SPACE, source="a.yaml"), store)
-        changed = spaces.loads(SPACE.replace("high: 2", "high: 3"), source="b.yaml")
+        changed = spaces.loads(space_text("roundtrip", model={"layers": int_range(1, 3)}), source="b.yaml")
         with pytest.raises(
             ConfigError, match=r"study 'roundtrip' exists with a different space \(from a\.yaml\)"
         ):
             create_or_load(changed, store)
 
     def test_user_attrs_written_in_one_batch_read_back_as_optunas(self, storage_url: str) -> None:
-        url = storage.resolve(storage_url, {})
-        study = optuna.create_study(storage=storage.open_storage(url, heartbeat_interval=None))
+        study = optuna.create_study(storage=storage.open_storage(storage_url, heartbeat_interval=None))
         trial = study.ask()
         trial.set_user_attr("kept", 1)
         trial.set_user_attr("replaced", "old")
         attrs = {"replaced": "new", "curves": {"loss": [0.5, 0.25]}, "fast_paths": {"jit_compile": True}}
-        storage.set_user_attrs(study._storage, trial._trial_id, attrs)
+        storage.set_user_attrs(compat.study_storage(study), compat.trial_id(trial), attrs)
         study.tell(trial, 1.0)
-        reopened = optuna.load_study(study_name=study.study_name, storage=open_storage(url))
+        reopened = optuna.load_study(study_name=study.study_name, storage=open_storage(storage_url))
         assert reopened.trials[0].user_attrs == {"kept": 1, **attrs}
         with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-            storage.set_user_attrs(study._storage, trial._trial_id, {"late": 1})
+            storage.set_user_attrs(compat.study_storage(study), compat.trial_id(trial), {"late": 1})
 
     def test_unknown_study_names_the_ones_there(self, storage_url: str) -> None:
-        store = open_storage(storage.resolve(storage_url, {}))
+        store = open_storage(storage_url)
         create_or_load(spaces.loads(SPACE, source="a.yaml"), store)
         with pytest.raises(StorageError, match=r"no study named 'other'.*studies: roundtrip"):
             load_space(store, "other")

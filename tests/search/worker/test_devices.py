@@ -18,8 +18,8 @@ import pytest
 from search.cli import main
 from search.errors import ConfigError
 from search.worker import devices
+from tests.helpers import TINY, subprocess_env, write_space
 
-ROOT = Path(__file__).resolve().parents[2]
 FAKE_SMI = """#!/bin/sh
 # FAKE nvidia-smi for tests: prints files the test wrote
 dir="$(dirname "$0")"
@@ -138,9 +138,12 @@ sys.stdin.read()  # hold the claim until the test closes stdin (or kills us)
 
 
 def _holder() -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", HOLDER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
     )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
@@ -177,10 +180,7 @@ def test_trials_record_the_device_they_were_placed_on(
 ) -> None:
     _write(fake_smi, _gpu_line(0))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # so the test's environment is restored after
-    space = tmp_path / "s.yaml"
-    space.write_text(
-        "name: d\ndataset: {name: digits, limit: 60}\nbudget: {trials: 1}\ntraining: {epochs: 1}\n"
-    )
+    space = write_space(tmp_path, "d", base=TINY, budget={"trials": 1})
     url = f"sqlite:///{tmp_path / 'd.db'}"
     assert main(["run", str(space), "--storage", url]) == 0
     assert "device: GPU 0 NVIDIA H100 80GB HBM3 (GPU-00000000-fake)" in capsys.readouterr().out
@@ -196,11 +196,8 @@ def test_run_with_workers_spreads_them_over_the_gpus(
     fake_smi: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _write(fake_smi, _gpu_line(0), _gpu_line(1))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    space = tmp_path / "s.yaml"
-    space.write_text(
-        "name: d\ndataset: {name: digits, limit: 60}\nbudget: {trials: 6}\ntraining: {epochs: 1}\n"
-    )
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])
+    space = write_space(tmp_path, "d", base=TINY, budget={"trials": 6})
     url = f"sqlite:///{tmp_path / 'd.db'}"
     assert main(["run", str(space), "--storage", url, "--workers", "2"]) == 0
     out = capsys.readouterr().out

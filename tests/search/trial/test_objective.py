@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import optuna
 import pytest
@@ -11,17 +12,18 @@ import spaces
 from search.errors import TrialFailed
 from search.trial.data import load_dataset
 from search.trial.objective import Objective
+from tests.helpers import space_text
 
-TINY = """\
-name: tiny
-dataset: {name: digits, validation_fraction: 0.2, limit: 300}
-model: {layers: 1, units: 16}
-training: {batch_size: 64, epochs: 2}
-"""
+TINY = {
+    "dataset": {"name": "digits", "validation_fraction": 0.2, "limit": 300},
+    "model": {"layers": 1, "units": 16},
+    "training": {"batch_size": 64, "epochs": 2},
+}
 
 
-def _objective(text: str) -> tuple[Objective, optuna.Study]:
-    space = spaces.loads(text, source="test")
+def _objective(**sections: Any) -> tuple[Objective, optuna.Study]:
+    """An objective and a study for TINY, its sections updated by ``sections``."""
+    space = spaces.loads(space_text("tiny", base=TINY, **sections), source="test")
     data = load_dataset("digits", validation_fraction=0.2, limit=300, seed=space.seed)
     from spaces.optuna import make_pruner
 
@@ -30,7 +32,7 @@ def _objective(text: str) -> tuple[Objective, optuna.Study]:
 
 
 def test_finished_trial_records_everything_the_report_needs() -> None:
-    objective, study = _objective(TINY)
+    objective, study = _objective()
     study.optimize(objective, n_trials=1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE
@@ -49,16 +51,16 @@ def test_finished_trial_records_everything_the_report_needs() -> None:
 
 
 def test_single_objective_returns_a_float() -> None:
-    objective, study = _objective(TINY + "objectives: [val_loss]\n")
+    objective, study = _objective(objectives=["val_loss"])
     study.optimize(objective, n_trials=1)
     assert study.trials[0].value == study.trials[0].user_attrs["val_loss"]
 
 
 def test_pruned_trial_stops_early_and_keeps_its_curves() -> None:
     # val_accuracy can never exceed 1.0, so a threshold pruner with lower=1.5 prunes at step 1
-    text = TINY.replace("epochs: 2", "epochs: 5")
-    text += "objectives: [val_accuracy]\npruner: {type: threshold, lower: 1.5}\n"
-    objective, study = _objective(text)
+    objective, study = _objective(
+        training={"epochs": 5}, objectives=["val_accuracy"], pruner={"type": "threshold", "lower": 1.5}
+    )
     study.optimize(objective, n_trials=1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED
@@ -69,9 +71,9 @@ def test_pruned_trial_stops_early_and_keeps_its_curves() -> None:
 
 def test_nan_loss_fails_the_trial_with_its_reason() -> None:
     # learning rate 1e30 on raw 0..16 pixels overflows the weights within the first batches
-    text = TINY.replace("epochs: 2}", "epochs: 3, normalize: false}")
-    text += "optimizer: {name: sgd, learning_rate: 1.0e+30}\n"
-    objective, study = _objective(text)
+    objective, study = _objective(
+        training={"epochs": 3, "normalize": False}, optimizer={"name": "sgd", "learning_rate": 1.0e30}
+    )
     study.optimize(objective, n_trials=1, catch=(TrialFailed,))
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.FAIL
@@ -80,9 +82,11 @@ def test_nan_loss_fails_the_trial_with_its_reason() -> None:
 
 
 def test_early_stopping_reports_the_restored_best_epoch() -> None:
-    text = TINY.replace("epochs: 2", "epochs: 12, patience: 1").replace("units: 16", "units: 256")
-    text += "optimizer: {name: adam, learning_rate: 0.05}\n"
-    objective, study = _objective(text)
+    objective, study = _objective(
+        training={"epochs": 12, "patience": 1},
+        model={"units": 256},
+        optimizer={"name": "adam", "learning_rate": 0.05},
+    )
     study.optimize(objective, n_trials=1)
     attrs = study.trials[0].user_attrs
     losses = attrs["curves"]["val_loss"]
@@ -98,7 +102,7 @@ def test_same_trial_number_same_result() -> None:
     # seeded per trial: two fresh studies training trial 0 with the same params agree exactly
     results = []
     for _ in range(2):
-        objective, study = _objective(TINY)
+        objective, study = _objective()
         study.optimize(objective, n_trials=1)
         results.append(study.trials[0].user_attrs["curves"]["val_loss"])
     assert results[0] == results[1]
@@ -106,7 +110,7 @@ def test_same_trial_number_same_result() -> None:
 
 
 def test_impossible_configuration_is_a_trial_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    objective, study = _objective(TINY)
+    objective, study = _objective()
 
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("kernel larger than the image")
@@ -120,8 +124,7 @@ def test_impossible_configuration_is_a_trial_failure(monkeypatch: pytest.MonkeyP
 
 def test_trial_over_its_time_limit_fails_with_the_reason() -> None:
     # the first batch alone (tracing included) takes far longer than 10 ms
-    text = TINY.replace("epochs: 2", "epochs: 50") + "budget: {trial_timeout: 0.01}\n"
-    objective, study = _objective(text)
+    objective, study = _objective(training={"epochs": 50}, budget={"trial_timeout": 0.01})
     study.optimize(objective, n_trials=1, catch=(TrialFailed,))
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.FAIL

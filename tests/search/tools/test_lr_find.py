@@ -13,27 +13,26 @@ from search.cli import main
 from search.errors import ConfigError
 from search.tools.lr_find import RangeTest, parse_overrides, pick_params, range_test, write_space
 from search.trial.data import load_dataset
+from tests import helpers
+from tests.helpers import float_range, int_range, space_text
 
-SPACE = """\
-name: tiny-lr
-dataset: {name: digits, validation_fraction: 0.2, limit: 400}
-sampler: {type: random, seed: 1}
-model:
-  layers: {type: int, low: 1, high: 2}
-  units: [32, 64]
-optimizer:
-  name: [adam, sgd]
-  learning_rate: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
-  momentum: {type: float, low: 0.0, high: 0.9, when: {name: sgd}}
-training: {batch_size: 8, epochs: 2}
-"""
+SECTIONS = {
+    "dataset": {"name": "digits", "validation_fraction": 0.2, "limit": 400},
+    "sampler": {"type": "random", "seed": 1},
+    "model": {"layers": int_range(1, 2), "units": [32, 64]},
+    "optimizer": {
+        "name": ["adam", "sgd"],
+        "learning_rate": float_range(1.0e-4, 1.0e-1, log=True),
+        "momentum": float_range(0.0, 0.9, when={"name": "sgd"}),
+    },
+    "training": {"batch_size": 8, "epochs": 2},
+}
+SPACE = space_text("tiny-lr", base=SECTIONS)
 
 
 @pytest.fixture
 def space_file(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(SPACE)
-    return path
+    return helpers.write_space(tmp_path, "tiny-lr", base=SECTIONS)
 
 
 def test_range_test_finds_a_rate_inside_the_tested_range() -> None:
@@ -116,9 +115,8 @@ def test_bad_trial_params_are_one_line_errors(items: list[str], message: str) ->
 
 
 def test_conditional_parameters_follow_the_overridden_value() -> None:
-    space = spaces.loads(
-        SPACE.replace("momentum: {type: float, low: 0.0,", "momentum: {type: float, low: 0.5,")
-    )
+    momentum = float_range(0.5, 0.9, when={"name": "sgd"})
+    space = spaces.loads(space_text("tiny-lr", base=SECTIONS, optimizer={"momentum": momentum}))
     # momentum exists only with sgd: with adam it is inactive (its default), with sgd it is active
     assert pick_params(space, parse_overrides(["optimizer=adam"]))["momentum"] == 0.0
     assert pick_params(space, parse_overrides(["optimizer=sgd"]))["momentum"] == 0.5  # low end of [0.5, 0.9]

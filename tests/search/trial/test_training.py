@@ -23,14 +23,15 @@ from search.trial.training import (
     pick_validation_batch,
     prepare,
 )
+from tests.helpers import space_text
 
-SPACE = "name: t\ndataset: digits\nmodel: {layers: 1, units: 16}\ntraining: {batch_size: 64, epochs: 2}\n"
+SPACE = space_text("t", model={"layers": 1, "units": 16}, training={"batch_size": 64, "epochs": 2})
 
 
-def _model(seed: int = 0, extra: str = "") -> tuple[keras.Model, dict[str, object]]:
+def _model(seed: int = 0) -> tuple[keras.Model, dict[str, object]]:
     import optuna
 
-    space = spaces.loads(SPACE + extra, source="test")
+    space = spaces.loads(SPACE, source="test")
     params = space.sample(optuna.create_study(directions=list(space.directions)).ask())
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)

@@ -6,17 +6,11 @@ epoch, a few units. Tests of recovery use 2 s heartbeats (stale after 6 s) so it
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +23,23 @@ from search.cli import main
 from search.study import open_storage
 from search.study.create import create_or_load
 from search.study.queue import top_up
+from tests.helpers import (
+    TINY,
+    answers,
+    free_port,
+    http_get,
+    space_text,
+    subprocess_env,
+    wait_until,
+    write_space,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = """\
-name: many
-dataset: {name: digits, limit: 60}
-sampler: {type: random, seed: 0}
-model: {layers: 1, units: {type: int, low: 4, high: 16}}
-training: {batch_size: 64, epochs: 1}
-"""
-SLOW = TINY.replace("limit: 60", "limit: 400").replace("epochs: 1", "epochs: 60")  # ~5-10 s a trial
+SLOW = {"dataset": {"limit": 400}, "training": {"epochs": 60}}  # ~5-10 s a trial
 
 
 @pytest.fixture(autouse=True)
 def _worker_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-
-
-def _url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'w.db'}"
-    return str(request.getfixturevalue("pg_url"))
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])
 
 
 def _trials(url: str, name: str = "many") -> list[optuna.trial.FrozenTrial]:
@@ -64,20 +54,13 @@ def _states(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
     return out
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {seconds} s")
-        time.sleep(0.2)
-
-
 def _worker(url: str, *extra: str) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "search", "worker", "--study", "many", "--storage", url, *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _queued_study(url: str, text: str, budget: int) -> None:
+def _queued_study(url: str, budget: int, **sections: object) -> None:
+    text = space_text("many", base=TINY, **sections)
     study = create_or_load(spaces.loads(text, source="test"), open_storage(storage.resolve(url, {})))
     top_up(study, budget)
 
@@ -86,35 +69,38 @@ def _running_with_params(url: str) -> bool:
     return any(t.state.name == "RUNNING" and t.params for t in _trials(url))
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.backends("sqlite", "postgresql")
 def test_four_workers_finish_exactly_the_budget_while_the_dashboard_reads(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+    storage_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = storage.resolve(_url(backend, tmp_path, request), {})
-    open_storage(url)  # the database exists before the dashboard opens it
-    space = tmp_path / "many.yaml"
-    space.write_text(TINY)
-    with _Dashboard(url) as dashboard:  # the real optuna-dashboard, polled over HTTP throughout
-        code = main(["run", str(space), "--storage", url, "--trials", "40", "--workers", "4"])
+    open_storage(storage_url)  # the database exists before the dashboard opens it
+    space = write_space(tmp_path, "many", base=TINY)
+    with _Dashboard(storage_url) as dashboard:  # the real optuna-dashboard, polled over HTTP throughout
+        code = main(["run", str(space), "--storage", storage_url, "--trials", "40", "--workers", "4"])
     out, err = capsys.readouterr()
     assert code == 0, out + err
-    trials = _trials(url)
+    trials = _trials(storage_url)
     assert _states(trials) == {"COMPLETE": 40}
     assert sorted(t.number for t in trials) == list(range(40))
     assert {f"[w{i}]" for i in range(4)} <= {line.split(" ")[0] for line in out.splitlines()}
     assert dashboard.alive_at_end and dashboard.errors == []
-    assert dashboard.reads > 0 and dashboard.trials_seen > 0  # it read the study while it grew
+    assert dashboard.trials_seen == 40  # its last read came after the run
     assert "locked" not in out + err + dashboard.log()
 
 
 class _Dashboard:
-    """optuna-dashboard on the study's storage, read over HTTP in a loop while workers write."""
+    """optuna-dashboard on the study's storage, read over HTTP in a loop while workers write.
+
+    Entering waits for the first complete read; leaving waits for one more that started after
+    the block ended, so at least one read sees the study as the workers left it.
+    """
 
     def __init__(self, url: str) -> None:
-        self.port = _free_port()
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
         exe = Path(sys.executable).parent / "optuna-dashboard"
         self.proc = subprocess.Popen(
-            [str(exe), url, "--port", str(self.port), "--host", "127.0.0.1"],
+            [str(exe), url, "--port", str(port), "--host", "127.0.0.1"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         self.reads, self.trials_seen, self.errors = 0, 0, []  # type: ignore[var-annotated]
@@ -122,17 +108,13 @@ class _Dashboard:
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self._output = ""
 
-    def _get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as response:
-            return json.loads(response.read())
-
     def _loop(self) -> None:
         while not self.done.is_set():
             try:
-                for study in self._get("/api/studies")["study_summaries"]:
-                    self.trials_seen = max(
-                        self.trials_seen, len(self._get(f"/api/studies/{study['study_id']}")["trials"])
-                    )
+                seen = 0
+                for study in http_get(f"{self.base}/api/studies")["study_summaries"]:
+                    seen += len(http_get(f"{self.base}/api/studies/{study['study_id']}")["trials"])
+                self.trials_seen = seen
                 self.reads += 1
             except Exception as e:  # an error page, a refused connection, a crashed dashboard
                 self.errors.append(repr(e))
@@ -140,14 +122,17 @@ class _Dashboard:
 
     def __enter__(self) -> _Dashboard:
         try:
-            _wait_for(lambda: _answers(self.port), seconds=60)
+            wait_until(lambda: answers(f"{self.base}/api/studies"), what="optuna-dashboard answering")
         except AssertionError:
             self.proc.kill()
             raise
         self.thread.start()
+        wait_until(lambda: self.reads or self.errors, what="the first read")
         return self
 
     def __exit__(self, *exc: object) -> None:
+        after = self.reads + 1  # the read under way may have started before the block ended
+        wait_until(lambda: self.reads > after or self.errors, what="a read after the run")
         self.done.set()
         self.thread.join()
         self.alive_at_end = self.proc.poll() is None
@@ -158,21 +143,13 @@ class _Dashboard:
         return self._output
 
 
-def _answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5):
-            return True
-    except (urllib.error.URLError, ConnectionError):
-        return False
-
-
 def test_killed_worker_trial_is_failed_requeued_and_finished(
     tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HPSEARCH_HEARTBEAT", "2")
-    _queued_study(pg_url, SLOW, budget=3)
+    _queued_study(pg_url, budget=3, **SLOW)
     victim = _worker(pg_url)
-    _wait_for(lambda: _running_with_params(pg_url))
+    wait_until(lambda: _running_with_params(pg_url), timeout=120, what="a running trial")
     victim.kill()  # SIGKILL: no clean-up at all
     victim.wait()
     lost = next(t for t in _trials(pg_url) if t.state.name == "RUNNING")
@@ -190,9 +167,9 @@ def test_killed_worker_trial_is_failed_requeued_and_finished(
 
 
 def test_sigterm_requeues_the_running_trial_and_exits_0(tmp_path: Path, pg_url: str) -> None:
-    _queued_study(pg_url, SLOW, budget=2)
+    _queued_study(pg_url, budget=2, **SLOW)
     worker = _worker(pg_url)
-    _wait_for(lambda: _running_with_params(pg_url))
+    wait_until(lambda: _running_with_params(pg_url), timeout=120, what="a running trial")
     worker.send_signal(signal.SIGTERM)
     out, _ = worker.communicate(timeout=120)
     assert worker.returncode == 0, out
@@ -207,35 +184,44 @@ def test_sigterm_requeues_the_running_trial_and_exits_0(tmp_path: Path, pg_url: 
 
 def test_workers_survive_their_connections_being_killed(tmp_path: Path, pg_url: str) -> None:
     psycopg = pytest.importorskip("psycopg")
-    _queued_study(pg_url, TINY, budget=24)
-    database = pg_url.rsplit("/", 1)[1]
+    _queued_study(pg_url, budget=24)
     workers = [_worker(pg_url, "--index", str(i)) for i in range(2)]
-    kills = 0
-    with psycopg.connect(pg_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        while any(w.poll() is None for w in workers):  # keep cutting every worker connection
-            kills += admin.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
-                (database,),
-            ).fetchone()[0]
-            time.sleep(0.3)
-    outputs = [w.communicate()[0] for w in workers]
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        wait_until(lambda: _running_with_params(pg_url), timeout=120, what="a running trial")
+        for _ in range(3):
+            _cut_a_query_in_flight(db)
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
-    assert kills >= 3  # connections really were cut while they worked
+    # each cut hit a query in flight, so a worker met the error and retried it
+    assert "transient database error" in "".join(outputs), outputs
     trials = _trials(pg_url)
     assert _states(trials) == {"COMPLETE": 24}
     assert sorted(t.number for t in trials) == list(range(24))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _cut_a_query_in_flight(db: Any) -> None:
+    """Hold the trials table until a worker's query waits for it, then cut every worker connection.
+
+    The table stays locked until the cut is done, so the connections cut include at least one
+    in the middle of a query: the worker sees the error itself, not a dead idle connection that
+    the pool's pre-ping replaces quietly.
+    """
+    waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'trials'::regclass AND NOT granted"
+    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    with db.transaction():
+        db.execute("LOCK TABLE trials IN ACCESS EXCLUSIVE MODE")
+        wait_until(
+            lambda: db.execute(waiting).fetchone()[0],
+            timeout=120,
+            what="a worker query waiting on the trials table",
+        )
+        db.execute(f"SELECT pg_terminate_backend(pid) {others}")
 
 
 @pytest.fixture
 def grpc_url(tmp_path: Path) -> Iterator[str]:
     pytest.importorskip("grpc")
-    port = _free_port()
+    port = free_port()
     proxy = subprocess.Popen(
         [sys.executable, "-m", "search", "storage-proxy", "--storage", f"sqlite:///{tmp_path / 'p.db'}",
          "--port", str(port)],
@@ -253,8 +239,7 @@ def grpc_url(tmp_path: Path) -> Iterator[str]:
 def test_workers_run_through_the_grpc_storage_proxy(
     tmp_path: Path, grpc_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    space = tmp_path / "many.yaml"
-    space.write_text(TINY)
+    space = write_space(tmp_path, "many", base=TINY)
     assert main(["run", str(space), "--storage", grpc_url, "--trials", "8", "--workers", "2"]) == 0
     trials = _trials(grpc_url)
     assert _states(trials) == {"COMPLETE": 8}

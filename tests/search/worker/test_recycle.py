@@ -22,16 +22,9 @@ from search.study import open_storage
 from search.study.create import create_or_load
 from search.study.queue import top_up
 from search.worker.recycle import EVERY_ENV, STATE_ENV, Recycler, State, should_restart
+from tests.helpers import ROOT, TINY, space_text, subprocess_env, write_space
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = """\
-name: recycled
-dataset: {name: digits, limit: 200}
-sampler: {type: random, seed: 0}
-model: {layers: 1, units: {type: int, low: 4, high: 16}}
-training: {batch_size: 64, epochs: 1}
-budget: {trials: 3}
-"""
+RECYCLED = {**TINY, "dataset": {"name": "digits", "limit": 200}, "budget": {"trials": 3}}
 
 
 @pytest.mark.parametrize(
@@ -72,8 +65,7 @@ def test_budgets_left_after_earlier_restarts(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def _env() -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, EVERY_ENV: "1", "HPSEARCH_OFFLINE": "1"}
+    return subprocess_env(**{EVERY_ENV: "1", "HPSEARCH_OFFLINE": "1"})
 
 
 def _cli(*args: str) -> tuple[int, int, str]:
@@ -96,8 +88,7 @@ def _states(url: str) -> list[str]:
 
 
 def test_run_restarts_after_each_trial_and_ends_with_its_budget(tmp_path: Path) -> None:
-    space = tmp_path / "tiny.yaml"
-    space.write_text(TINY)
+    space = write_space(tmp_path, "recycled", base=RECYCLED)
     url = f"sqlite:///{tmp_path / 'r.db'}"
     pid, code, out = _cli("run", str(space), "--storage", url)
     assert code == 0, out
@@ -115,7 +106,8 @@ def test_run_restarts_after_each_trial_and_ends_with_its_budget(tmp_path: Path) 
 
 def test_worker_max_trials_holds_across_restarts(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    study = create_or_load(spaces.loads(TINY, source="test"), open_storage(storage.resolve(url, {})))
+    text = space_text("recycled", base=RECYCLED)
+    study = create_or_load(spaces.loads(text, source="test"), open_storage(storage.resolve(url, {})))
     top_up(study, 4)
     pid, code, out = _cli("worker", "--study", "recycled", "--storage", url, "--max-trials", "2")
     assert code == 0, out
@@ -131,8 +123,7 @@ def test_in_process_main_never_replaces_its_caller(
     from search.cli import main
 
     monkeypatch.setenv(EVERY_ENV, "1")
-    space = tmp_path / "tiny.yaml"
-    space.write_text(TINY)
+    space = write_space(tmp_path, "recycled", base=RECYCLED)
     url = f"sqlite:///{tmp_path / 'i.db'}"
     assert main(["run", str(space), "--storage", url]) == 0
     assert "restart" not in capsys.readouterr().out

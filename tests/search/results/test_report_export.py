@@ -22,14 +22,15 @@ from search.cli import main
 from search.study.create import create_or_load
 from search.study.queue import top_up
 from search.worker.progress import ProgressDisplay, format_eta
+from tests.helpers import float_range, int_range, space_text
 
-MULTI = """\
-name: rep
-dataset: {name: digits}
-model: {layers: 1, units: {type: int, low: 4, high: 64}}
-optimizer: {learning_rate: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}}
-"""
-SINGLE = MULTI.replace("name: rep", "name: one") + "objectives: [val_accuracy]\n"
+SECTIONS = {
+    "dataset": {"name": "digits"},
+    "model": {"layers": 1, "units": int_range(4, 64)},
+    "optimizer": {"learning_rate": float_range(1.0e-4, 1.0e-1, log=True)},
+}
+MULTI = space_text("rep", base=SECTIONS)
+SINGLE = space_text("one", base=SECTIONS, objectives=["val_accuracy"])
 DISTS = {"units_0": IntDistribution(4, 64), "learning_rate": FloatDistribution(1e-4, 1e-1, log=True)}
 # (val_accuracy, train_seconds, units, state): trials 0 and 2 are the Pareto front
 ROWS = [

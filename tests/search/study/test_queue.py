@@ -6,70 +6,63 @@ exactly one process -- on SQLite that needs transactions that take the write loc
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import optuna
-import pytest
 
 import spaces
 import storage
 from search.study.create import create_or_load
 from search.study.queue import slots, top_up
+from tests.helpers import int_range, space_text, subprocess_env
 
-ROOT = Path(__file__).resolve().parents[2]
-SPACE = "name: q\ndataset: digits\nmodel: {units: {type: int, low: 8, high: 512}}\n"
+WORKERS = 4
+SPACE = space_text("q", model={"units": int_range(8, 512)})
+# Each process holds its first trial until every process holds one, so all of them are claiming
+# side by side from then on, whatever order the operating system starts them in.
 FAKE_WORKER = """
-import contextlib, sys, optuna, spaces, storage
+import contextlib, sys, time, optuna, spaces
+from optuna.trial import TrialState
 from search.study.queue import QueueEmpty
 from search.study.create import open_study
 from search.study import open_storage
 optuna.logging.set_verbosity(optuna.logging.ERROR)
-url, index = sys.argv[1], int(sys.argv[2])
+url, index, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[4])
 study = open_study(spaces.loads(sys.argv[3]), open_storage(url), "q", worker=index)
+first = [True]
 def objective(trial):
     trial.set_user_attr("worker", index)
+    deadline = time.monotonic() + 120
+    while first[0] and len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) < workers:
+        if time.monotonic() > deadline:
+            sys.exit(f"worker {index}: the other workers never claimed a trial")
+        time.sleep(0.05)
+    first[0] = False
     return trial.suggest_int("units_0", 8, 512) / 512, 1.0
 with contextlib.suppress(QueueEmpty):
     study.optimize(objective)
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "journal"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'q.db'}"
-    if request.param == "journal":
-        return f"journal://{tmp_path / 'q.log'}"
-    return storage.resolve(str(request.getfixturevalue("pg_url")), {})
-
-
-def test_every_queued_trial_is_claimed_exactly_once(url: str) -> None:
-    store = storage.open_storage(url, heartbeat_interval=None)
+def test_every_queued_trial_is_claimed_exactly_once(storage_url: str) -> None:
+    store = storage.open_storage(storage_url, heartbeat_interval=None)
     study = create_or_load(spaces.loads(SPACE), store)
     assert top_up(study, 60) == 60
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", FAKE_WORKER, url, str(i), SPACE],
-            env=env,
+            [sys.executable, "-c", FAKE_WORKER, storage_url, str(i), SPACE, str(WORKERS)],
+            env=subprocess_env(),
             stderr=subprocess.PIPE,
             text=True,
         )
-        for i in range(4)
+        for i in range(WORKERS)
     ]
     errors = [p.communicate(timeout=300)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, errors  # a double claim fails its `tell`
+    assert [p.returncode for p in procs] == [0] * WORKERS, errors  # a double claim fails its `tell`
     trials = optuna.load_study(study_name="q", storage=store).get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 60
-    # the work really was shared: one process taking all 60 trials while three others start and
-    # find the queue empty would need each of them to take over a second to start, which the
-    # test never sees (they start in well under one)
-    assert len({t.user_attrs["worker"] for t in trials}) > 1
+    # every process took part: each held a trial before any could claim a second one
+    assert {t.user_attrs["worker"] for t in trials} == set(range(WORKERS))
     assert slots(trials).done == 60
     assert top_up(study, 60) == 0  # the budget is covered: nothing more is queued

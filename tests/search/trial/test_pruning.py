@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -20,15 +21,16 @@ import spaces
 import storage
 from search.trial.pruning import CURVE_ATTR, MultiObjectiveReporter, NativeReporter, Reporter
 from spaces.optuna import make_pruner
+from tests.helpers import flow, space_text
 
 STEPS = 8
-PRUNERS = [
-    "{type: median, n_startup_trials: 3, n_warmup_steps: 1}",
-    "{type: percentile, percentile: 40, n_startup_trials: 3}",
-    "{type: successive_halving, min_resource: 1, reduction_factor: 2}",
-    "{type: hyperband, min_resource: 1, max_resource: 8, reduction_factor: 2}",
-    "{type: threshold, lower: 0.45, n_warmup_steps: 2}",
-    "{type: median, n_startup_trials: 3, patience: 1}",
+PRUNERS: list[dict[str, Any]] = [
+    {"type": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
+    {"type": "percentile", "percentile": 40, "n_startup_trials": 3},
+    {"type": "successive_halving", "min_resource": 1, "reduction_factor": 2},
+    {"type": "hyperband", "min_resource": 1, "max_resource": 8, "reduction_factor": 2},
+    {"type": "threshold", "lower": 0.45, "n_warmup_steps": 2},
+    {"type": "median", "n_startup_trials": 3, "patience": 1},
 ]
 
 
@@ -44,8 +46,8 @@ def _curves(n: int, seed: int = 0) -> list[list[float]]:
     return out
 
 
-def _pruner(spec: str) -> optuna.pruners.BasePruner:
-    text = f"name: p\ndataset: digits\nobjectives: [val_accuracy]\npruner: {spec}\n"
+def _pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
+    text = space_text("p", objectives=["val_accuracy"], pruner=spec)
     return make_pruner(spaces.loads(text, source="test").pruner)
 
 
@@ -66,13 +68,13 @@ def _run(study: optuna.Study, reporter_for: object, curves: list[list[float]]) -
     return decisions
 
 
-def _single(spec: str, curves: list[list[float]]) -> list[int | None]:
+def _single(spec: dict[str, Any], curves: list[list[float]]) -> list[int | None]:
     study = optuna.create_study(study_name="curves", direction="maximize", pruner=_pruner(spec))
     return _run(study, NativeReporter, curves)
 
 
 def _multi(
-    spec: str, curves: list[list[float]], stores: list[optuna.storages.BaseStorage]
+    spec: dict[str, Any], curves: list[list[float]], stores: list[optuna.storages.BaseStorage]
 ) -> list[int | None]:
     """A two-objective study; trial i is run by 'worker' i % len(stores), each with its own storage."""
     pruners = [_pruner(spec) for _ in stores]  # one pruner instance per worker, as in real workers
@@ -93,16 +95,18 @@ def _multi(
     return decisions
 
 
-@pytest.mark.parametrize("spec", PRUNERS)
-def test_multi_objective_decisions_equal_single_objective_decisions(spec: str) -> None:
+@pytest.mark.parametrize("spec", PRUNERS, ids=flow)
+def test_multi_objective_decisions_equal_single_objective_decisions(spec: dict[str, Any]) -> None:
     curves = _curves(30)
     expected = _single(spec, curves)
     assert any(d is not None for d in expected) and any(d is None for d in expected)  # a real test
     assert _multi(spec, curves, [optuna.storages.InMemoryStorage()]) == expected
 
 
-@pytest.mark.parametrize("spec", [PRUNERS[0], PRUNERS[2]])
-def test_two_workers_on_one_sqlite_file_decide_from_each_others_curves(spec: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("spec", [PRUNERS[0], PRUNERS[2]], ids=flow)
+def test_two_workers_on_one_sqlite_file_decide_from_each_others_curves(
+    spec: dict[str, Any], tmp_path: Path
+) -> None:
     # two storage objects on one file stand for two worker processes (or a study resumed later):
     # every decision must come from what is in the file, not from one process's memory
     url = f"sqlite:///{tmp_path / 'w.db'}"

@@ -18,25 +18,24 @@ from search.tools.evaluate import chosen_epochs
 from search.trial.callbacks import CurveRecorder
 from search.trial.data import load_test
 from search.trial.objective import best_epoch
-
-SPACE = """\
-name: tiny-eval
-dataset: {name: digits, validation_fraction: 0.2, limit: 300}
-objectives: [val_accuracy, train_seconds]
-sampler: {type: random, seed: 5}
-budget: {trials: 2}
-model:
-  units: {type: int, low: 16, high: 48}
-training: {batch_size: 32, epochs: 4, patience: 1}
-"""
+from tests.helpers import int_range, write_space
 
 
 @pytest.fixture(scope="module")
 def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("evaluate")
-    (folder / "tiny.yaml").write_text(SPACE)
+    space = write_space(
+        folder,
+        "tiny-eval",
+        dataset={"name": "digits", "validation_fraction": 0.2, "limit": 300},
+        objectives=["val_accuracy", "train_seconds"],
+        sampler={"type": "random", "seed": 5},
+        budget={"trials": 2},
+        model={"units": int_range(16, 48)},
+        training={"batch_size": 32, "epochs": 4, "patience": 1},
+    )
     url = f"sqlite:///{folder / 'eval.db'}"
-    assert main(["run", str(folder / "tiny.yaml"), "--storage", url]) == 0
+    assert main(["run", str(space), "--storage", url]) == 0
     return url
 
 

@@ -11,29 +11,26 @@ import pytest
 from search.cli import main
 from search.study import open_storage
 from search.trial.pruning import CURVE_ATTR
+from tests.helpers import write_space
 
 # Learning rates 1e-5 and 2e-5 leave a 32-unit MLP near chance (0.05-0.13 here) after 2 epochs;
 # 0.01 and 0.003 are at 0.59-0.86. The threshold (0.3) sits far from both, so which trials are
 # pruned does not depend on the random seed or the order the grid runs in.
-SPACE = """\
-name: mo-prune
-dataset: {name: digits, validation_fraction: 0.2, limit: 600}
-sampler: {type: grid, seed: 0}
-pruner: {type: threshold, lower: 0.3, n_warmup_steps: 2}
-budget: {trials: 4}
-model: {layers: 1, units: 32}
-optimizer:
-  name: adam
-  learning_rate: [0.01, 0.003, 1.0e-5, 2.0e-5]
-training: {batch_size: 64, epochs: 4}
-"""
+SPACE = {
+    "dataset": {"name": "digits", "validation_fraction": 0.2, "limit": 600},
+    "sampler": {"type": "grid", "seed": 0},
+    "pruner": {"type": "threshold", "lower": 0.3, "n_warmup_steps": 2},
+    "budget": {"trials": 4},
+    "model": {"layers": 1, "units": 32},
+    "optimizer": {"name": "adam", "learning_rate": [0.01, 0.003, 1.0e-5, 2.0e-5]},
+    "training": {"batch_size": 64, "epochs": 4},
+}
 
 
 def test_multi_objective_study_prunes_and_still_reports_its_front(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    space = tmp_path / "mo.yaml"
-    space.write_text(SPACE)
+    space = write_space(tmp_path, "mo-prune", **SPACE)
     url = f"sqlite:///{tmp_path / 'mo.db'}"
     assert main(["run", str(space), "--storage", url]) == 0
     out = capsys.readouterr().out

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
 from typing import Any
-from wsgiref.util import setup_testing_defaults
 
 import keras
 import optuna
-import optuna_dashboard
 import pytest
 
 import spaces
@@ -20,29 +17,30 @@ from search.errors import ConfigError
 from search.hypermodels.loader import load_builder
 from search.study import open_storage
 from search.study.create import load_space
+from tests.helpers import dashboard_api, flow, write_space
 
 TUTORIAL = Path(spaces.__file__).parent / "presets" / "hypermodels" / "kt_tutorial.py"
-SPACE = """\
-name: kt-digits
-dataset: {{name: digits, validation_fraction: 0.2, limit: 200}}
-objectives: {objectives}
-sampler: {{type: tpe, seed: 3}}
-pruner: {{type: median, n_startup_trials: 1}}
-budget: {{trials: 2}}
-model: {{hypermodel: {hypermodel}}}
-training: {{batch_size: 32, epochs: 2}}
-"""
-SINGLE = "[val_accuracy]"
-MULTI = "[val_accuracy, train_seconds]"
+SINGLE = ["val_accuracy"]
+MULTI = ["val_accuracy", "train_seconds"]
+BUILD = "hm/tutorial.py:build"
 
 
-def _space(tmp_path: Path, objectives: str = SINGLE, hypermodel: str = "hm/tutorial.py:build") -> Path:
+def _space(tmp_path: Path, objectives: list[str] = SINGLE, hypermodel: str = BUILD) -> Path:
+    """The study's space next to ``hm/tutorial.py`` (a copy of the tutorial unless one is there)."""
     (tmp_path / "hm").mkdir(exist_ok=True)
     if not (tmp_path / "hm" / "tutorial.py").exists():
         shutil.copy(TUTORIAL, tmp_path / "hm" / "tutorial.py")
-    path = tmp_path / "space.yaml"
-    path.write_text(SPACE.format(objectives=objectives, hypermodel=hypermodel))
-    return path
+    return write_space(
+        tmp_path,
+        "kt-digits",
+        dataset={"name": "digits", "validation_fraction": 0.2, "limit": 200},
+        objectives=objectives,
+        sampler={"type": "tpe", "seed": 3},
+        pruner={"type": "median", "n_startup_trials": 1},
+        budget={"trials": 2},
+        model={"hypermodel": hypermodel},
+        training={"batch_size": 32, "epochs": 2},
+    )
 
 
 def _study(url: str, name: str = "kt-digits") -> optuna.Study:
@@ -74,28 +72,27 @@ def test_the_space_resolves_and_hashes_the_file_next_to_it(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("model", "extra", "match"),
+    ("sections", "match"),
     [
-        ("{hypermodel: tutorial}", "", r"model.hypermodel: expected 'FILE.py:NAME'"),
-        ("{hypermodel: 'hm/tutorial.py:'}", "", r"model.hypermodel: expected 'FILE.py:NAME'"),
-        ("{hypermodel: 'nope.py:build'}", "", r"model.hypermodel: nope.py: no such file"),
-        ("{hypermodel: 'hm/tutorial.py:build', layers: 2}", "", r"model.layers: unknown key"),
-        ("{hypermodel: 'hm/tutorial.py:build'}", "optimizer: {name: sgd}\n", r"optimizer: not used with"),
-        ("{hypermodel: 'hm/tutorial.py:build'}", "sampler: {type: grid}\n", r"sampler.type: grid needs"),
+        ({"model": {"hypermodel": "tutorial"}}, r"model.hypermodel: expected 'FILE.py:NAME'"),
+        ({"model": {"hypermodel": "hm/tutorial.py:"}}, r"model.hypermodel: expected 'FILE.py:NAME'"),
+        ({"model": {"hypermodel": "nope.py:build"}}, r"model.hypermodel: nope.py: no such file"),
+        ({"model": {"hypermodel": BUILD, "layers": 2}}, r"model.layers: unknown key"),
+        ({"model": {"hypermodel": BUILD}, "optimizer": {"name": "sgd"}}, r"optimizer: not used with"),
+        ({"model": {"hypermodel": BUILD}, "sampler": {"type": "grid"}}, r"sampler.type: grid needs"),
     ],
+    ids=lambda v: flow(v) if isinstance(v, dict) else None,
 )
 def test_bad_hypermodel_sections_are_one_line_errors(
-    tmp_path: Path, model: str, extra: str, match: str
+    tmp_path: Path, sections: dict[str, Any], match: str
 ) -> None:
     _space(tmp_path)
-    text = f"name: bad\ndataset: digits\nmodel: {model}\n{extra}"
-    (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(ConfigError, match=match):
-        spaces.load(tmp_path / "bad.yaml")
+        spaces.load(write_space(tmp_path, "bad", **sections))
 
 
 @pytest.mark.parametrize("objectives", [SINGLE, MULTI], ids=["single", "multi"])
-def test_the_tutorial_hypermodel_runs_a_study(tmp_path: Path, objectives: str) -> None:
+def test_the_tutorial_hypermodel_runs_a_study(tmp_path: Path, objectives: list[str]) -> None:
     url = f"sqlite:///{tmp_path / 'kt.db'}"
     assert main(["run", str(_space(tmp_path, objectives)), "--storage", url]) == 0
     study = _study(url)
@@ -104,7 +101,7 @@ def test_the_tutorial_hypermodel_runs_a_study(tmp_path: Path, objectives: str) -
     assert len(trials) == 2 and all(t.state in done for t in trials)  # the pruner may stop trial 1
     # trial 0 completes: the median pruner needs n_startup_trials=1 finished trial first
     assert trials[0].state == optuna.trial.TrialState.COMPLETE
-    assert len(trials[0].values) == len(objectives.split(","))
+    assert len(trials[0].values) == len(objectives)
     for t in trials:
         # KerasTuner names in the study (and so in the dashboard), on KerasTuner's grid
         assert set(t.params) == {"units", "learning_rate"}
@@ -114,21 +111,10 @@ def test_the_tutorial_hypermodel_runs_a_study(tmp_path: Path, objectives: str) -
         assert t.user_attrs["flops"] > 0  # counted inside the hypermodel's nested model
         assert 1 <= len(t.user_attrs["curves"]["val_accuracy"]) <= 2
     # optuna-dashboard's own app (its WSGI API, no server) shows them under the same names
-    (summary,) = _dashboard(url, "/api/studies")["study_summaries"]
-    shown = _dashboard(url, f"/api/studies/{summary['study_id']}")
+    (summary,) = dashboard_api(open_storage(url), "/api/studies")["study_summaries"]
+    shown = dashboard_api(open_storage(url), f"/api/studies/{summary['study_id']}")
     assert {p["name"] for p in shown["union_search_space"]} == {"units", "learning_rate"}
     assert [p["name"] for p in shown["trials"][0]["params"]] == ["units", "learning_rate"]
-
-
-def _dashboard(url: str, path: str) -> Any:
-    environ: dict[str, Any] = {}
-    setup_testing_defaults(environ)
-    environ["PATH_INFO"] = path
-    status: list[str] = []
-    app = optuna_dashboard.wsgi(open_storage(url))
-    body = b"".join(app(environ, lambda code, headers, exc=None: status.append(code)))
-    assert status == ["200 OK"], status
-    return json.loads(body)
 
 
 def test_a_worker_runs_only_its_own_matching_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

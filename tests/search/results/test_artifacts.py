@@ -7,7 +7,6 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -25,15 +24,17 @@ from search.study.queue import top_up
 from search.trial.data import load_dataset
 from search.trial.objective import Objective
 from search.worker.loop import run
+from storage import compat
+from tests.helpers import space_text
 
-SPACE = """\
-name: art
-dataset: {name: digits, validation_fraction: 0.2, limit: 200}
-sampler: {type: grid}
-budget: {trials: 2}
-model: {layers: 1, units: [8, 9]}
-training: {batch_size: 64, epochs: 2}
-"""
+SPACE = space_text(
+    "art",
+    dataset={"name": "digits", "validation_fraction": 0.2, "limit": 200},
+    sampler={"type": "grid"},
+    budget={"trials": 2},
+    model={"layers": 1, "units": [8, 9]},
+    training={"batch_size": 64, "epochs": 2},
+)
 
 
 @pytest.mark.parametrize(
@@ -67,8 +68,13 @@ def store_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def _meta(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    metas = get_all_artifact_meta(trial, storage=study._storage)
+    metas = get_all_artifact_meta(trial, storage=compat.study_storage(study))
     return {m.filename: m for m in metas}
+
+
+def _note(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+    """The trial's note through optuna-dashboard's own API, which takes an ``optuna.Trial``."""
+    return get_note(optuna.Trial(study, compat.trial_id(trial)))
 
 
 def test_trained_trials_upload_curves_and_summary_failed_ones_nothing(
@@ -110,10 +116,7 @@ def test_trained_trials_upload_curves_and_summary_failed_ones_nothing(
     assert _meta(study, refused) == {}  # failed before training: nothing uploaded
     assert len(list(store_dir.iterdir())) == 2
 
-    notes = {  # read back through optuna-dashboard's own API, which takes a trial-like object
-        t.params["units_0"]: get_note(SimpleNamespace(storage=store, study=study, _trial_id=t._trial_id))
-        for t in (trained, refused)
-    }
+    notes = {t.params["units_0"]: _note(study, t) for t in (trained, refused)}
     assert "COMPLETE" in notes[8] and "device: CPU (test)" in notes[8] and "epochs run: 2 of 2" in notes[8]
     assert f"{count:,} parameters" in notes[8] and "overfitting gap" in notes[8]
     assert "failed:** impossible configuration: refused by the test" in notes[9]
@@ -139,19 +142,6 @@ def test_pruned_note_says_why() -> None:
     assert "epochs run: 2" in note
 
 
-def test_resuming_an_unnamed_study_names_its_metrics(tmp_path: Path) -> None:
-    space = spaces.loads(SPACE, source="test")
-    store = storage.open_storage(f"sqlite:///{tmp_path / 'old.db'}", heartbeat_interval=None)
-    study = create_or_load(space, store)
-    store.set_study_system_attr(study._study_id, "study:metric_names", None)  # as made before names
-    assert optuna.load_study(study_name="art", storage=store).metric_names is None
-    create_or_load(space, store)
-    assert optuna.load_study(study_name="art", storage=store).metric_names == [
-        "val_accuracy",
-        "train_seconds",
-    ]
-
-
 def test_notes_of_any_length_read_back_through_the_dashboards_api(tmp_path: Path) -> None:
     """The note is written in optuna-dashboard's storage format directly (no read of the
     study's other notes), so its public ``get_note`` must read back each trial's whole note."""
@@ -168,6 +158,5 @@ def test_notes_of_any_length_read_back_through_the_dashboards_api(tmp_path: Path
     for trial in trials:
         save_trial_note(study, trial, ["val_accuracy", "train_seconds"])
     for trial in trials:
-        note = get_note(SimpleNamespace(storage=store, study=study, _trial_id=trial._trial_id))
-        assert note == trial_note(trial, ["val_accuracy", "train_seconds"])
-    assert long_reason in get_note(SimpleNamespace(storage=store, study=study, _trial_id=trials[0]._trial_id))
+        assert _note(study, trial) == trial_note(trial, ["val_accuracy", "train_seconds"])
+    assert long_reason in _note(study, trials[0])

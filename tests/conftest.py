@@ -22,7 +22,8 @@ import pytest
 
 os.environ["HPSEARCH_OFFLINE"] = "1"  # tests never download anything
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.pop("HPSEARCH_STORAGE", None)
+for _var in ("HPSEARCH_STORAGE", "OPTUNA_STORAGE"):  # a developer's own storage never leaks in
+    os.environ.pop(_var, None)
 
 PG_SERVER = os.environ.get("HPSEARCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 BACKENDS = ("sqlite", "postgresql", "journal")

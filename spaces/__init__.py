@@ -1,4 +1,4 @@
-"""Search spaces: the YAML schema, its loader and the bundled presets.
+"""Search spaces: the YAML schema, its loader and the bundled presets; the rule for names.
 
 Imports nothing from ``search`` or ``storage`` (checked by ``make lint``).
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from spaces.domains import Choice, Condition, Fixed, FloatRange, IntRange, Param
 from spaces.errors import ConfigError
+from spaces.limits import check_name
 from spaces.loader import load, loads, presets
 from spaces.space import Budget, DatasetSpec, HypermodelRef, Objective, PrunerSpec, SamplerSpec, Space
 
@@ -31,6 +32,7 @@ __all__ = [
     "PrunerSpec",
     "SamplerSpec",
     "Space",
+    "check_name",
     "load",
     "loads",
     "presets",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["Choice", "Condition", "Domain", "Fixed", "FloatRange", "IntRange", "Param"]
+__all__ = ["Choice", "Condition", "Domain", "Fixed", "FloatRange", "IntRange", "Param", "grid_size"]
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,24 @@ def suggest(trial: optuna.Trial, name: str, domain: Domain) -> Any:
     return trial.suggest_categorical(name, list(domain.choices))
 
 
+def grid_size(domain: Domain) -> int | None:
+    """How many values ``grid_values`` would list, counted without listing them; None if no grid."""
+    if isinstance(domain, Fixed):
+        return 1
+    if isinstance(domain, Choice):
+        return len(domain.choices)
+    if isinstance(domain, IntRange):
+        return max(0, (domain.high - domain.low) // domain.step + 1)
+    if domain.step is None:
+        return None
+    return round((domain.high - domain.low) / domain.step) + 1
+
+
 def grid_values(domain: Domain) -> list[Any] | None:
-    """All values of a domain for a grid search, or None if it has no finite grid."""
+    """All values of a domain for a grid search, or None if it has no finite grid.
+
+    This builds the list: check :func:`grid_size` first (the loader does, for every grid space).
+    """
     if isinstance(domain, Fixed):
         return [domain.value]
     if isinstance(domain, Choice):

@@ -8,13 +8,14 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from spaces import schema
 from spaces.domains import Choice, Condition, Domain, Fixed, FloatRange, IntRange, Param
 from spaces.errors import ConfigError
+from spaces.limits import MAX_MESSAGE, MAX_STEPS, shorten
 
-__all__ = ["Err", "as_bool", "as_float", "as_int", "mapping", "parse_params", "show"]
+__all__ = ["Err", "as_bool", "as_float", "as_int", "known", "mapping", "parse_params", "show"]
 
 _DOMAIN_KEYS = ("type", "low", "high", "step", "log", "choices", "when")
 
@@ -26,7 +27,8 @@ class Err:
         self.source = source
 
     def __call__(self, field: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {field}: {problem}" if field else f"{self.source}: {problem}")
+        message = f"{self.source}: {field}: {problem}" if field else f"{self.source}: {problem}"
+        return ConfigError(shorten(message, MAX_MESSAGE))  # one line, however long the input
 
 
 def mapping(value: Any, field: str, err: Err, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -36,7 +38,7 @@ def mapping(value: Any, field: str, err: Err, allowed: tuple[str, ...] | None = 
         raise err(field, f"expected a mapping, got {show(value)}")
     for key in value:
         if not isinstance(key, str):
-            raise err(field, f"keys must be text, got {key!r}")
+            raise err(field, f"keys must be text, got {shorten(repr(key))}")
         if allowed is not None and key not in allowed:
             where = f"{field}.{key}" if field else key
             raise err(where, f"unknown key; expected one of: {', '.join(allowed)}")
@@ -103,17 +105,43 @@ def _condition(value: Any, field: str, known: dict[str, Param], err: Err) -> Con
     if target.per_layer is not None:
         raise err(f"{field}.when", f"cannot depend on the per-layer parameter {key!r}")
     values = tuple(wanted) if isinstance(wanted, list) else (wanted,)
-    possible = (
-        target.domain.choices
-        if isinstance(target.domain, Choice)
-        else (target.domain.value,)
-        if isinstance(target.domain, Fixed)
-        else None
-    )
+    if not values:
+        raise err(f"{field}.when", f"expected a value or a non-empty list of values for {key}, got []")
+    if isinstance(target.domain, FloatRange):
+        raise err(
+            f"{field}.when", f"{key} is a float range, which never takes one exact value; make it a list"
+        )
     for v in values:
-        if possible is not None and v not in possible:
-            raise err(f"{field}.when", f"{key} can never be {v!r}; it is one of {list(possible)}")
+        if not _can_take(target.domain, v):
+            raise err(f"{field}.when", f"{key} can never be {shorten(repr(v))}; {_describe(target.domain)}")
     return Condition(key=target.name, values=values)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a == b``, except that a bool equals only a bool (YAML's ``1`` is not ``true``)."""
+    return (isinstance(a, bool) == isinstance(b, bool)) and a == b
+
+
+def _can_take(domain: Domain, v: Any) -> bool:
+    """Whether a parameter with ``domain`` (not a float range) can ever take the value ``v``."""
+    if isinstance(domain, Fixed):
+        return _same(v, domain.value)
+    if isinstance(domain, Choice):
+        return any(_same(v, c) for c in domain.choices)
+    if isinstance(v, bool) or not isinstance(v, int) or not isinstance(domain, IntRange):
+        return False
+    return domain.low <= v <= domain.high and (v - domain.low) % domain.step == 0
+
+
+def _describe(domain: Domain) -> str:
+    if isinstance(domain, Fixed):
+        return f"it is fixed at {shorten(repr(domain.value))}"
+    if isinstance(domain, Choice):
+        return f"it is one of {shorten(repr(list(domain.choices)))}"
+    if isinstance(domain, IntRange):
+        step = f" in steps of {domain.step}" if domain.step != 1 else ""
+        return f"it is an integer from {domain.low} to {domain.high}{step}"
+    return "it is a float range"
 
 
 def _domain(value: Any, f: schema.Field, field: str, err: Err) -> tuple[Domain, Any]:
@@ -171,6 +199,12 @@ def _domain(value: Any, f: schema.Field, field: str, err: Err) -> tuple[Domain, 
             raise err(f"{field}.step", "log=true cannot have a step")
         if fstep is not None:
             count = (high - low) / fstep
+            if not count <= MAX_STEPS:  # also inf: a step below float precision
+                raise err(
+                    f"{field}.step",
+                    f"{fstep:g} is too small for [{low:g}, {high:g}]: more than {MAX_STEPS:.0e} values; "
+                    "leave step out for a continuous range",
+                )
             if abs(count - round(count)) > 1e-9 * max(1.0, count):
                 raise err(f"{field}.step", f"high - low = {high - low:g} is not a multiple of step {fstep:g}")
     if low > high:
@@ -205,14 +239,21 @@ def _check_bounds(number: float, f: schema.Field, field: str, err: Err) -> None:
 
 
 def show(value: Any) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+    return "nothing" if value is None else f"{type(value).__name__} {shorten(repr(value))}"
 
 
-def as_int(value: Any, field: str, err: Err, low: int | None = None) -> int:
+def known(value: Any, names: Any) -> TypeGuard[str]:
+    """``value in names`` for a registry (a tuple or dict of names), False for any non-text value."""
+    return isinstance(value, str) and value in names
+
+
+def as_int(value: Any, field: str, err: Err, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise err(field, f"expected an integer, got {show(value)}")
-    if low is not None and value < low:
-        raise err(field, f"expected an integer >= {low}, got {value}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = [f">= {low}"] if low is not None else []
+        bounds += [f"<= {high:,}"] if high is not None else []
+        raise err(field, f"expected an integer {' and '.join(bounds)}, got {value}")
     return value
 
 

@@ -127,8 +127,12 @@ class Field:
             return "one of " + ", ".join(self.names)
         if self.kind == "bool":
             return "true or false"
-        lo = "" if self.low is None else ("> " if self.low_open else ">= ") + f"{self.low:g}"
-        hi = "" if self.high is None else ("< " if self.high_open else "<= ") + f"{self.high:g}"
+
+        def show(x: float) -> str:
+            return f"{int(x):,}" if self.kind == "int" else f"{x:g}"
+
+        lo = "" if self.low is None else ("> " if self.low_open else ">= ") + show(self.low)
+        hi = "" if self.high is None else ("< " if self.high_open else "<= ") + show(self.high)
         what = "an integer" if self.kind == "int" else "a number"
         return f"{what} {lo}{' and ' if lo and hi else ''}{hi}".strip()
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from spaces.domains import Param, grid_values, suggest
+from spaces.domains import Choice, Domain, Fixed, IntRange, Param, grid_size, grid_values, suggest
+from spaces.limits import MAX_GRID
 
 if TYPE_CHECKING:
     import optuna
@@ -126,21 +128,52 @@ class Space:
                 values[p.name] = suggest(trial, p.name, p.domain)
         return values
 
-    def grid(self) -> dict[str, list[Any]]:
-        """Optuna's ``GridSampler`` search space: every searched parameter and its values."""
-        counts = {p.name: p for p in self.params}
-        grid: dict[str, list[Any]] = {}
+    def grid_axes(self) -> list[tuple[Param, int, int]]:
+        """Each searched parameter of a grid: (parameter, its number of values, its slots).
+
+        A per-layer parameter has one slot per possible layer (``units_0`` ... ``units_{N-1}``);
+        any other has one. Nothing is listed: a float range with a tiny step costs nothing here.
+        """
+        axes: list[tuple[Param, int, int]] = []
+        by_name = {p.name: p for p in self.params}
         for p in self.params:
             if not p.searched:
                 continue
-            values = grid_values(p.domain)
-            if values is None:  # the loader rejects this for grid samplers
+            size = grid_size(p.domain)
+            if size is None:  # the loader rejects this for grid samplers
                 raise ValueError(f"{p.field} has no grid")
+            slots = 1 if p.per_layer is None else _most(by_name[p.per_layer].domain)
+            axes.append((p, size, slots))
+        return axes
+
+    def grid_size(self) -> int:
+        """How many points Optuna's ``GridSampler`` enumerates for :meth:`grid`, without building them."""
+        return math.prod(size**slots for _, size, slots in self.grid_axes())
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Optuna's ``GridSampler`` search space: every searched parameter and its values.
+
+        Raises ValueError past ``spaces.limits.MAX_GRID`` points (the loader refuses such spaces).
+        """
+        if self.grid_size() > MAX_GRID:
+            raise ValueError(f"the grid has {self.grid_size():,} points; at most {MAX_GRID:,}")
+        grid: dict[str, list[Any]] = {}
+        for p, _, slots in self.grid_axes():
+            values = grid_values(p.domain) or []
             if p.per_layer is None:
                 grid[p.name] = values
                 continue
-            count = counts[p.per_layer].domain
-            most = max(grid_values(count) or [0])
-            for i in range(int(most)):
+            for i in range(slots):
                 grid[f"{p.name}_{i}"] = values
         return grid
+
+
+def _most(count: Domain) -> int:
+    """The largest value a layer-count domain can take (0 when it has none)."""
+    if isinstance(count, Fixed):
+        return int(count.value)
+    if isinstance(count, Choice):
+        return int(max(count.choices, default=0))
+    if isinstance(count, IntRange):
+        return count.high
+    return 0

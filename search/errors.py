@@ -6,7 +6,8 @@ Each package owns its errors, so that the layers stay one-way::
     storage.StorageError   a storage URL is malformed, or the storage cannot be reached or read
     HPSearchError          the engine's own errors:
       DataError              a dataset is unknown or its files cannot be found or parsed
-      TrialFailed            this trial failed (NaN loss, OOM, impossible config); the search goes on
+      TrialFailed            this trial failed (NaN loss, OOM, impossible config, an error of the
+                             model or the user's code); the search goes on
     WorkerStopping         SIGTERM / SIGINT during a trial: not an error of the user or the trial
 
 Everything in :data:`USER_ERRORS` is something a user can cause and fix; the CLI prints its
@@ -38,7 +39,9 @@ class DataError(HPSearchError):
 
 
 class TrialFailed(HPSearchError):
-    """This trial failed (NaN loss, out of memory, impossible configuration); the search goes on."""
+    """This trial failed (NaN loss, out of memory, impossible configuration, an error raised by Keras,
+    a hypermodel's ``build(hp)`` or a custom layer); the search goes on. The reason is the message,
+    also recorded in the trial's ``fail_reason`` user attr."""
 
 
 class WorkerStopping(Exception):

@@ -1,8 +1,9 @@
 """``hpsearch``: parse the command line, run the subcommand, map errors to exit codes.
 
-Exit codes: the handler's own (0 done, 1 stopped, 130 interrupted), 2 for a user error (one line on
-stderr: ``hpsearch: error: ...``; ``--debug`` shows the traceback instead) or a usage error, 141 when
-whoever reads stdout went away (``hpsearch spaces | head -1``).
+Exit codes: the handler's own (0 done, 1 stopped or no trial of the study completed, 130
+interrupted), 2 for a user error (one line on stderr: ``hpsearch: error: ...``; ``--debug`` shows the
+traceback instead) or a usage error, 141 when whoever reads stdout went away (``hpsearch spaces |
+head -1``). docs/failures.md lists every fault and its code.
 
 Example:
     >>> from search.cli import main

@@ -12,6 +12,8 @@ from importlib import metadata
 import storage
 from search.cli.registry import Option, option
 from search.worker.recycle import DEFAULT_MAX_GROWTH, growth_percent  # imported first: see recycle
+from spaces.errors import ConfigError
+from spaces.limits import check_name  # the rule of a space's name, shared with study names
 from storage.urls import OPTUNA_ENV_VAR
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "server",
+    "study_name",
     "version",
 ]
 
@@ -53,6 +56,14 @@ def non_negative_int(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return int(text)
+
+
+def study_name(text: str) -> str:
+    """A ``--study`` value, by the rule of a space's ``name:`` (a study's name also names files)."""
+    try:
+        return check_name(text, "--study")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--study: ")) from None
 
 
 def positive_float(text: str) -> float:
@@ -84,7 +95,7 @@ STORAGE = option(
     "--storage",
     help=f"storage URL (default: ${storage.ENV_VAR}, else ${OPTUNA_ENV_VAR}, else {storage.DEFAULT_URL})",
 )
-STUDY = option("--study", required=True, help="study name")
+STUDY = option("--study", required=True, type=study_name, help="study name")
 NEW_STUDY = STUDY.but(required=False, help="study name (default: the space's name)")
 IN_STUDY = (STUDY, STORAGE)  # a command that reads one existing study
 SPACE = option("space", metavar="SPACE", help="a space YAML file or a preset name")

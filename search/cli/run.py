@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import TYPE_CHECKING
 
 import optuna
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from search.study.queue import QueueStudy
     from search.trial.data import Dataset
 
-__all__ = ["commands"]
+__all__ = ["commands", "load_checked"]
 
 commands = Commands()
 
@@ -98,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from search.study.queue import slots, top_up
     from search.trial.data import load_for  # imported late: `hpsearch validate` needs none of this
 
-    space = spaces.load(args.space)  # a rejected space stops here: nothing is written
+    space = load_checked(args.space, debug=args.debug)  # a rejected space or hypermodel stops here
     url = storage.resolve(args.storage)
     dataset = load_for(space, args.data_dir)  # missing data stops here too
     store = _open(url, args)
@@ -129,7 +130,46 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print()
     print(front_table(study, space.metrics))
-    return code
+    return _verdict(study, code)
+
+
+def load_checked(source: str, *, debug: bool = False) -> spaces.Space:
+    """The space, its hypermodel (if any) imported and ``NAME`` found: nothing is written before.
+
+    TensorFlow starts first with its native start-up chatter hidden, so that an error in the
+    user's file is the one line on stderr.
+    """
+    from search.hypermodels.loader import check
+
+    space = spaces.load(source)
+    if space.hypermodel is not None:
+        from search.worker.native import quiet_native_stderr
+
+        with quiet_native_stderr(enabled=not debug):
+            import keras_tuner  # noqa: F401  (imports TensorFlow)
+    return check(space)
+
+
+def _verdict(study: optuna.Study, code: int) -> int:
+    """``run``'s exit code: 1, with one line, when it ended and no trial of the study completed.
+
+    A worker's own code wins (1 stopped after failures in a row, 130 interrupted); trials still
+    running elsewhere may yet complete, so they leave the verdict at 0.
+    """
+    from optuna.trial import TrialState
+
+    from search import keys
+
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    if code != 0 or TrialState.COMPLETE in states or TrialState.RUNNING in states:
+        return code
+    counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in TrialState if s in states) or "none"
+    failed = [t for t in trials if t.state == TrialState.FAIL and keys.FAIL_REASON in t.user_attrs]
+    last = f"; last failure: {failed[-1].user_attrs[keys.FAIL_REASON]}" if failed else ""
+    name = study.study_name
+    print(f"hpsearch: no trial of study {name!r} completed (trials: {counts}){last}", file=sys.stderr)
+    return 1
 
 
 @commands.command(
@@ -144,7 +184,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     from search.study.create import create_or_load
     from search.study.queue import slots, top_up
 
-    space = spaces.load(args.space)
+    space = load_checked(args.space, debug=args.debug)  # before the study is written
     url = storage.resolve(args.storage)
     study = create_or_load(space, storage.open_storage(url, heartbeat_interval=None), study_name=args.study)
     queued = top_up(study, args.trials or space.budget.trials)

@@ -160,22 +160,38 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         f"(artifacts: {directory})",
         flush=True,
     )
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(
-            f"warning: optuna-dashboard has no authentication; bound to {args.host}, anyone who can reach "
-            f"port {args.port} can read and change every study. Prefer --host 127.0.0.1 and an SSH tunnel "
-            f"(ssh -L {args.port}:127.0.0.1:{args.port} HOST).",
-            file=sys.stderr,
-            flush=True,
-        )
+    _warn_if_open("optuna-dashboard", args.host, args.port)
     optuna_dashboard.run_server(store, host=args.host, port=args.port, artifact_store=artifact_store)
     return 0
 
 
-@commands.command("storage-proxy", server(port=13000), help="serve a storage to many workers over gRPC")
+@commands.command(
+    "storage-proxy",
+    server(port=13000),
+    help="serve a storage to many workers over gRPC (no authentication: keep it on a private network)",
+)
 def cmd_storage_proxy(args: argparse.Namespace) -> int:
     url = storage.resolve(args.storage)
     store = storage.open_storage(url, heartbeat_interval=None)
     print(f"serving {storage.redact(url)} to gRPC clients at grpc://{args.host}:{args.port}", flush=True)
+    _warn_if_open(
+        "the storage proxy",
+        args.host,
+        args.port,
+        advice="Bind it to an address only your workers reach (a private network), or firewall the port.",
+    )
     optuna.storages.run_grpc_proxy_server(store, host=args.host, port=args.port)
     return 0
+
+
+def _warn_if_open(server: str, host: str, port: int, *, advice: str | None = None) -> None:
+    """Warn on stderr when a server without authentication listens beyond this machine."""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return
+    tunnel = f"Prefer --host 127.0.0.1 and an SSH tunnel (ssh -L {port}:127.0.0.1:{port} HOST)."
+    print(
+        f"warning: {server} has no authentication; bound to {host}, anyone who can reach port {port} "
+        f"can read and change every study. {advice or tunnel}",
+        file=sys.stderr,
+        flush=True,
+    )

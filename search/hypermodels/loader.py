@@ -3,7 +3,8 @@
 Safety rule: a hypermodel is user code, so it is imported only from a local file the user
 pointed at -- the space file given to ``hpsearch run`` (relative to that file) or a worker's
 ``--hypermodel FILE.py:NAME``. A study stores the reference and the file's sha256, never code
-(:mod:`search.hypermodels.binding`); the bytes imported are the bytes that were hashed.
+(:mod:`search.hypermodels.binding`); the bytes imported are the bytes that were hashed. A file
+that fails to import is one ``ConfigError`` naming it, its line and what it raised.
 
 Example:
     >>> import spaces
@@ -15,19 +16,40 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.errors import ConfigError
 from spaces.space import HypermodelRef
 
-__all__ = ["Builder", "load_builder"]
+if TYPE_CHECKING:
+    from spaces import Space
+
+__all__ = ["Builder", "check", "first_line", "load_builder", "where"]
 
 Builder = Callable[[Any], Any]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colours in Keras' messages
 _BUILDERS: dict[tuple[str, str, str], Builder] = {}  # (file, sha256, name) -> build; per process
+
+
+def check(space: Space) -> Space:
+    """``space``, once its hypermodel (if any) imports and has ``NAME``: before anything is written.
+
+    ``validate``, ``run`` and ``create`` call it on the space file the user named, so a broken
+    hypermodel is one line and exit 2 instead of a study whose trials cannot run. It imports
+    TensorFlow (through the user's file) but lists no device: a worker that trains in this
+    process still picks its GPU afterwards (TensorFlow reads ``CUDA_VISIBLE_DEVICES`` then).
+
+    Raises:
+        ConfigError: the file cannot be read or imported, or ``NAME`` is not a hypermodel.
+    """
+    if space.hypermodel is not None:
+        load_builder(space.hypermodel)
+    return space
 
 
 def load_builder(ref: HypermodelRef) -> Builder:
@@ -55,9 +77,13 @@ def load_builder(ref: HypermodelRef) -> Builder:
     sys.modules[module_name] = module  # dataclasses and pickling look modules up here
     try:
         exec(compile(source, ref.file, "exec"), module.__dict__)
-    except Exception as e:  # the user's module: any error is theirs, reported in one line
+    except (Exception, SystemExit) as e:  # the user's module: any error is theirs, reported in one line
         del sys.modules[module_name]
-        raise ConfigError(f"hypermodel {ref.file}: importing it failed: {type(e).__name__}: {e}") from e
+        line = where(e, ref.file)
+        at = "" if line is None else f" at line {line}"
+        raise ConfigError(
+            f"hypermodel {ref.file}: importing it failed{at}: {type(e).__name__}: {first_line(e)}"
+        ) from e
     target = getattr(module, ref.name, None)
     if isinstance(target, type) and issubclass(target, kt.HyperModel):
         target = target()
@@ -73,3 +99,29 @@ def load_builder(ref: HypermodelRef) -> Builder:
         )
     _BUILDERS[key] = builder
     return builder
+
+
+def first_line(error: BaseException, *, limit: int = 300) -> str:
+    """An exception's message on one line, at most ``limit`` characters (for one-line reasons).
+
+    Keras puts what a layer raised on the third line ("Exception encountered when calling
+    Boom.call().", a blank line, the message in bold); it is kept, without the bold.
+    """
+    lines = [line.strip() for line in _ANSI.sub("", str(error)).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if text.startswith("Exception encountered when calling") and len(lines) > 1:
+        text = f"{text.rstrip('.:')}: {lines[1]}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def where(error: BaseException, file: str | None) -> int | None:
+    """The last line of ``file`` in the error's traceback (a hypermodel's own line); None if none."""
+    if isinstance(error, SyntaxError) and error.filename == file and error.lineno:
+        return int(error.lineno)
+    line = None
+    tb = error.__traceback__
+    while tb is not None:
+        if file is not None and tb.tb_frame.f_code.co_filename == file:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

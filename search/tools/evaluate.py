@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial
 
 import storage
 from search import keys
-from search.errors import ConfigError
+from search.errors import ConfigError, TrialFailed
 from search.results.select import choose_trial, chosen_epochs, trial_params
 from spaces import schema
 
@@ -86,14 +86,16 @@ def evaluate(
     against the study's sha256 as for a worker.
 
     Raises:
-        ConfigError: unknown trial or fit, or an output directory that is a file.
-        HPSearchError: the study has no completed trial, or the test data is missing.
+        ConfigError: unknown trial or fit, an output directory that is a file, a study name that
+            would write outside ``out_dir``, or a configuration that cannot be built.
+        HPSearchError: the study has no completed trial, the test data is missing, or training
+            failed (:class:`TrialFailed`, with the reason a trial would record).
     """
     from sklearn.metrics import classification_report, confusion_matrix
 
     from search.hypermodels.binding import bind_worker
     from search.study.create import load_space
-    from search.trial.build import fresh_model
+    from search.trial.build import failure_reason, fresh_model
     from search.trial.data import load_for, load_test
 
     if fit not in FITS:
@@ -105,13 +107,20 @@ def evaluate(
     study = optuna.load_study(study_name=study_name, storage=store)
     space = bind_worker(space, study.user_attrs, study_name, hypermodel)  # your copy of its hypermodel
     chosen = choose_trial(study, trial)
+    target = _inside(out, f"{study_name}-trial{chosen.number}")  # before any work: nothing outside --out
     params = trial_params(chosen)
     ds = load_for(space, data_dir)
     test = load_test(space.dataset.name, data_dir=data_dir)
 
     seed = space.seed + chosen.number  # the trial's own seed
     model = fresh_model(space, params, ds, seed=seed, trial_params=chosen.params)
-    epochs, train_size = _fit(model, ds, params, chosen, fit)
+    try:
+        epochs, train_size = _fit(model, ds, params, chosen, fit)
+    except Exception as e:  # out of memory, a custom layer's error: one line, as for the trial
+        reason = failure_reason(e, during="train", hypermodel=space.hypermodel)
+        if reason is None:
+            raise
+        raise TrialFailed(f"trial {chosen.number} could not be retrained: {reason}") from e
     val_accuracy = None
     if fit == "train":  # the trial repeated: its validation accuracy should come back
         val_accuracy = float(model.evaluate(ds.x_val, ds.y_val, verbose=0)[1])
@@ -127,7 +136,6 @@ def evaluate(
         test.y, predicted, labels=labels, target_names=names, output_dict=True, zero_division=0
     )
 
-    target = out / f"{study_name}-trial{chosen.number}"
     target.mkdir(parents=True, exist_ok=True)
     model_path = target / "model.keras"
     model.save(model_path)
@@ -183,6 +191,15 @@ def _fit(model: Any, ds: Dataset, params: dict[str, Any], trial: FrozenTrial, fi
     y = np.concatenate([ds.y_train, ds.y_val])
     model.fit(x, y, batch_size=params["batch_size"], epochs=epochs, shuffle=True, verbose=0)
     return epochs, len(y)
+
+
+def _inside(out: Path, name: str) -> Path:
+    """``out / name``, refused unless it stays inside ``out`` once resolved (``..``, symbolic links)."""
+    target = out / name
+    base, resolved = out.resolve(), target.resolve()
+    if resolved == base or not resolved.is_relative_to(base):
+        raise ConfigError(f"--out {out}: {name!r} would be written outside it, at {resolved}")
+    return target
 
 
 def _title(space: Space, trial: FrozenTrial) -> str:

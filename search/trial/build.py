@@ -1,22 +1,32 @@
-"""A trial's compiled Keras model: from the space's declarative model or its KerasTuner hypermodel."""
+"""A trial's compiled Keras model: from the space's declarative model or its KerasTuner hypermodel.
+
+Building runs code hpsearch does not control (Keras, a hypermodel's ``build(hp)``, a custom
+layer); :func:`failure_reason` says which of its exceptions are the trial's own failure.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import optuna
+
 from search import keys
-from search.errors import ConfigError
-from search.hypermodels.loader import load_builder
+from search.errors import ConfigError, StorageError, TrialFailed, WorkerStopping
+from search.hypermodels.loader import first_line, load_builder, where
 
 if TYPE_CHECKING:
     import keras
-    import optuna
 
     from search.trial.data import Dataset
-    from spaces import Space
+    from spaces import HypermodelRef, Space
 
-__all__ = ["build_model", "fresh_model"]
+__all__ = ["build_model", "failure_reason", "fresh_model"]
+
+# a database that cannot be reached is not the trial's fault: these propagate (see storage.retry)
+_STORAGE_LIBRARIES = ("sqlalchemy", "grpc", "psycopg", "psycopg2", "sqlite3")
+_OOM_TYPES = ("MemoryError", "ResourceExhaustedError", "OutOfMemoryError")  # Python, TensorFlow, PyTorch
+_OOM_TEXT = ("out of memory", "oom when allocating", "resource_exhausted", "dst tensor is not initialized")
 
 
 def build_model(
@@ -28,6 +38,11 @@ def build_model(
     the trial's ``params`` user attr; with ``training.normalize`` the model gets the same
     ``Rescaling(1 / pixel_max)`` input layer as the declarative models (KerasTuner examples
     expect inputs in [0, 1]).
+
+    Raises:
+        ConfigError: the hypermodel's model is not a compiled ``keras.Model`` with the metrics
+            the objectives need. Whatever Keras or ``build(hp)`` raise passes through unchanged;
+            :func:`failure_reason` describes it.
     """
     from search.trial.models import build
 
@@ -47,15 +62,15 @@ def build_model(
     hp = OptunaHyperParameters(trial)
     model = builder(hp)
     trial.set_user_attr(keys.PARAMS, {**trial.user_attrs.get(keys.PARAMS, {}), **hp.values})
-    where = f"hypermodel {space.hypermodel.spec}"
+    name = f"hypermodel {space.hypermodel.spec}"
     if not isinstance(model, keras.Model):
-        raise ConfigError(f"{where}: build(hp) must return a keras.Model, got {type(model).__name__}")
+        raise ConfigError(f"{name}: build(hp) must return a keras.Model, got {type(model).__name__}")
     config = model.get_compile_config() if getattr(model, "compiled", False) else None
     if config is None:
-        raise ConfigError(f"{where}: build(hp) must compile the model (model.compile(...)), as in KerasTuner")
+        raise ConfigError(f"{name}: build(hp) must compile the model (model.compile(...)), as in KerasTuner")
     wanted = {m.removeprefix("val_") for m in (*space.metrics, space.pruner.metric)} & {"accuracy"}
     if wanted and "accuracy" not in _metric_names(config.get("metrics")):
-        raise ConfigError(f"{where}: the objectives need accuracy; compile with metrics=['accuracy']")
+        raise ConfigError(f"{name}: the objectives need accuracy; compile with metrics=['accuracy']")
     if not params["normalize"]:
         return model
     inputs = keras.Input(shape=data.input_shape)
@@ -88,12 +103,11 @@ def fresh_model(
     from them); ``params`` is the sampled dict of :meth:`spaces.Space.sample`.
 
     Raises:
-        ConfigError: the configuration cannot be built.
+        ConfigError: the configuration cannot be built (the reason of :func:`failure_reason`).
     """
     import gc
 
     import keras
-    import optuna
 
     keras.backend.clear_session()
     gc.collect()
@@ -101,5 +115,65 @@ def fresh_model(
     keras.mixed_precision.set_global_policy("float32")
     try:
         return build_model(space, optuna.trial.FixedTrial(dict(trial_params)), params, data)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"impossible configuration: {e}") from e
+    except Exception as e:
+        reason = failure_reason(e, during="build", hypermodel=space.hypermodel)
+        if reason is None:
+            raise
+        raise ConfigError(reason) from e
+
+
+def failure_reason(error: Exception, *, during: str, hypermodel: HypermodelRef | None = None) -> str | None:
+    """Why a trial failed, when ``error`` came from building (``during="build"``) or training its model.
+
+    Any exception of Keras, a hypermodel's ``build(hp)`` or a custom layer is the trial's own
+    failure, described in one line: out of memory, an impossible configuration (a ``ValueError``
+    or ``TypeError`` of a declarative model), or what the hypermodel raised and where. ``None``
+    for what is not the trial's fault and must reach the worker: a database error, a stop
+    (SIGTERM / SIGINT), a pruning decision.
+
+    Example:
+        >>> failure_reason(MemoryError("no room"), during="build")
+        'out of memory while building the model: no room'
+        >>> failure_reason(ValueError("kernel larger than the image"), during="build")
+        'impossible configuration: kernel larger than the image'
+        >>> failure_reason(WorkerStopping(3), during="train") is None
+        True
+    """
+    if _not_the_trials(error):
+        return None
+    if isinstance(error, (TrialFailed, ConfigError)):  # already one line of ours
+        return str(error)
+    phase = "building the model" if during == "build" else "training"
+    text = first_line(error)
+    if type(error).__name__ in _OOM_TYPES or any(t in text.lower() for t in _OOM_TEXT):
+        return f"out of memory while {phase}: {_strip_tf_node(text)}"
+    kind = type(error).__name__
+    line = None if hypermodel is None else where(error, hypermodel.file)
+    if hypermodel is not None and during == "build":
+        at = "" if line is None else f" at line {line}"
+        return f"hypermodel {hypermodel.spec}: build(hp) raised {kind}{at}: {text}"
+    if during == "build" and isinstance(error, (ValueError, TypeError)):
+        return f"impossible configuration: {text}"
+    at = "" if hypermodel is None or line is None else f" (hypermodel {hypermodel.spec}, line {line})"
+    return f"{phase} raised {kind}{at}: {_strip_tf_node(text)}"
+
+
+def _not_the_trials(error: BaseException) -> bool:
+    """A stop, a pruning decision, or a database error anywhere in the exception's chain."""
+    if isinstance(error, (WorkerStopping, optuna.TrialPruned)):
+        return True
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (StorageError, optuna.exceptions.StorageInternalError)):
+            return True
+        if type(seen).__module__.split(".")[0] in _STORAGE_LIBRARIES:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _strip_tf_node(text: str) -> str:
+    """TensorFlow's messages start with ``{{function_node ...}}``; the rest says what happened."""
+    if text.startswith("{{") and "}}" in text:
+        return text[text.index("}}") + 2 :].strip()
+    return text

@@ -7,9 +7,11 @@ seed) is held out as one and never appears in :func:`load_dataset`. Images keep 
 scale (the model rescales by ``pixel_max``). Loaded datasets are cached per process and their
 arrays are read-only, so every trial of a worker shares one copy.
 
-Where MNIST / Fashion-MNIST come from, first match wins: ``data_dir`` (else ``$HPSEARCH_DATA_DIR``),
-Debian's ``dataset-fashion-mnist`` files, Keras' download cache, then a Keras download unless
-``HPSEARCH_OFFLINE`` is true. The environment is read once per distinct set of arguments.
+Where MNIST / Fashion-MNIST come from: ``data_dir`` (else ``$HPSEARCH_DATA_DIR``) when one is
+named -- only there: a named directory without the files is a ``DataError``, never a silent switch
+to another copy of the data; otherwise the first of Debian's ``dataset-fashion-mnist`` files,
+Keras' download cache, then a Keras download unless ``HPSEARCH_OFFLINE`` is true. The
+environment is read once per distinct set of arguments.
 
 Example:
     >>> ds = load_dataset("digits", validation_fraction=0.2, limit=100)
@@ -219,17 +221,10 @@ def _load_digits(split: str) -> Raw:
 
 
 def _load_28x28(name: str, data_dir: str | os.PathLike[str] | None, split: str) -> Raw:
-    looked: list[str] = []
     env_dir = os.environ.get("HPSEARCH_DATA_DIR")
-    if data_dir is not None or env_dir:
-        directory = Path(data_dir if data_dir is not None else str(env_dir)).expanduser()
-        looked.append(f"{'data_dir' if data_dir is not None else '$HPSEARCH_DATA_DIR'} {directory}")
-        folders = [directory, *(directory / sub for sub in _SUBDIRS[name])]
-        found = from_folders(folders, split, idx=True, npz=name == "mnist")
-        if found is not None:
-            return found
-    else:
-        looked.append("$HPSEARCH_DATA_DIR (unset)")
+    if data_dir is not None or env_dir:  # the user named a directory: it, and nothing else
+        return _from_named_dir(name, data_dir, env_dir, split)
+    looked = ["$HPSEARCH_DATA_DIR (unset)"]
     if name in _DEBIAN_DIRS:
         looked.append(str(_DEBIAN_DIRS[name]))
         found = from_folders([_DEBIAN_DIRS[name]], split, idx=True, npz=False)
@@ -258,6 +253,28 @@ def _load_28x28(name: str, data_dir: str | os.PathLike[str] | None, split: str) 
         + f" {IDX_FILES[split][0]}.gz and {IDX_FILES[split][1]}.gz"
         + (" (or mnist.npz)" if name == "mnist" else "")
         + " in a directory and pass --data-dir DIR (or set HPSEARCH_DATA_DIR)."
+    )
+
+
+def _from_named_dir(
+    name: str, data_dir: str | os.PathLike[str] | None, env_dir: str | None, split: str
+) -> Raw:
+    """The files in the directory the user named; never another copy of the data instead."""
+    named = "data_dir" if data_dir is not None else "$HPSEARCH_DATA_DIR"
+    directory = Path(data_dir if data_dir is not None else str(env_dir)).expanduser()
+    if not directory.is_dir():
+        what = "not a directory" if directory.exists() else "no such directory"
+        raise DataError(f"{name}: {named} {directory}: {what}")
+    folders = [directory, *(directory / sub for sub in _SUBDIRS[name])]
+    found = from_folders(folders, split, idx=True, npz=name == "mnist")
+    if found is not None:
+        return found
+    subdirs = " or ".join(f"{sub}/" for sub in _SUBDIRS[name])
+    raise DataError(
+        f"{name}: {named} {directory}: no {split} files in it or in its {subdirs} subdirectory; "
+        f"expected {IDX_FILES[split][0]}.gz and {IDX_FILES[split][1]}.gz (or uncompressed)"
+        + (" or mnist.npz" if name == "mnist" else "")
+        + ". Other copies of the data are not searched when a directory is named"
     )
 
 

@@ -13,9 +13,10 @@ import optuna
 import storage
 from search import keys
 from search.errors import TrialFailed, WorkerStopping
+from search.hypermodels.loader import load_builder
 from search.results import artifacts
 from search.results.select import best_epoch
-from search.trial.build import build_model
+from search.trial.build import build_model, failure_reason
 from search.trial.callbacks import CurveRecorder, NanGuard, StopWhen
 from search.trial.models import count_flops
 from search.trial.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
@@ -46,7 +47,14 @@ class Objective:
     whose weights and metrics are kept), ``params`` (every hyperparameter, fixed ones included),
     ``param_count``, ``flops`` (forward, per sample), ``device``, ``curves`` (per-epoch
     metrics) and ``fast_paths`` (steps per execution, validation batch, XLA: what
-    :func:`search.trial.training.fit` chose). A failed trial also records ``fail_reason``.
+    :func:`search.trial.training.fit` chose).
+
+    A trial's own failure raises :class:`TrialFailed` and records ``fail_reason``: NaN loss, the
+    trial timeout, and any exception while building or training the model -- out of memory, an
+    impossible configuration, an error in a hypermodel's ``build(hp)`` or a custom layer
+    (:func:`search.trial.build.failure_reason`). What is not the trial's fault propagates: a
+    database error, :class:`WorkerStopping`, ``KeyboardInterrupt``. A hypermodel that cannot be
+    imported raises ``ConfigError`` here, before any trial.
     """
 
     def __init__(
@@ -69,6 +77,8 @@ class Objective:
             device_info: the worker's placement (GPU index, UUID, memory cap), recorded per trial.
             on_gpu: this worker trains on a GPU (mixed precision applies only there).
         """
+        if space.hypermodel is not None:  # imported once, before any trial: a broken file stops the worker
+            load_builder(space.hypermodel)
         self.space = space
         self.data = dataset
         self.tensors = prepare(dataset)  # once per worker: every trial trains on these tensors
@@ -104,12 +114,16 @@ class Objective:
         # the attrs go in three transactions (before the build, after it, after training), not
         # one each; the build comes second because a KerasTuner hypermodel adds to "params"
         _record(trial, setup)
-        try:
+        try:  # Keras, a hypermodel's build(hp), a custom layer: any error of theirs fails this trial
             model = build_model(self.space, trial, params, self.data)  # declarative or KerasTuner hypermodel
-        except (ValueError, TypeError) as e:
-            raise self._fail(trial, f"impossible configuration: {e}") from e
-        flops = count_flops(model)
-        _record(trial, {keys.PARAM_COUNT: int(model.count_params()), keys.FLOPS: flops})
+            flops = count_flops(model)
+            param_count = int(model.count_params())
+        except Exception as e:
+            reason = failure_reason(e, during="build", hypermodel=self.space.hypermodel)
+            if reason is None:  # a database error, a stop: not this trial's failure
+                raise
+            raise self._fail(trial, reason) from e
+        _record(trial, {keys.PARAM_COUNT: param_count, keys.FLOPS: flops})
 
         guard, recorder = NanGuard(), CurveRecorder()
         stopper = StopWhen(self.stop, self.space.budget.trial_timeout)
@@ -134,17 +148,16 @@ class Objective:
                 callbacks=callbacks,
                 flops_per_sample=flops,
             )
-        except MemoryError as e:
-            raise self._fail(trial, f"out of memory: {e}") from e
-        except Exception as e:  # TF's errors have no common base we can import cheaply
-            if type(e).__name__ in ("ResourceExhaustedError", "InternalError"):
-                raise self._fail(trial, f"out of memory: {str(e).splitlines()[0]}") from e
-            raise
+        except Exception as e:  # out of memory, a custom layer's error, ...: this trial fails alone
+            reason = failure_reason(e, during="train", hypermodel=self.space.hypermodel)
+            if reason is None:
+                raise
+            raise self._fail(trial, reason) from e
         train_seconds = time.perf_counter() - start
 
         metrics = _final_metrics(recorder, params["patience"] > 0)
         metrics[keys.TRAIN_SECONDS] = train_seconds
-        metrics[keys.PARAM_COUNT] = float(model.count_params())
+        metrics[keys.PARAM_COUNT] = float(param_count)
         metrics[keys.FLOPS] = float(flops)
         results: dict[str, Any] = {
             key: metrics[key]

@@ -18,7 +18,7 @@ import spaces
 import storage
 from search.cli import main
 from search.study import open_storage
-from tests.helpers import subprocess_env
+from tests.helpers import free_port, subprocess_env
 
 SPACE = """\
 name: e2e
@@ -116,19 +116,41 @@ def test_nan_trial_fails_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert states == {1e30: "FAIL", 0.01: "COMPLETE"}
 
 
+DOOMED = (  # learning rate 1e30 on raw pixels: every trial's loss becomes NaN
+    "name: doomed\ndataset: {name: digits, limit: 200}\nbudget: {trials: %d}\n"
+    "optimizer: {name: sgd, learning_rate: 1.0e+30}\ntraining: {epochs: 2, normalize: false}\n"
+)
+
+
 def test_too_many_failures_in_a_row_stop_the_worker(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     space = tmp_path / "doomed.yaml"
-    space.write_text(
-        "name: doomed\ndataset: {name: digits, limit: 200}\nbudget: {trials: 10}\n"
-        "optimizer: {name: sgd, learning_rate: 1.0e+30}\ntraining: {epochs: 2, normalize: false}\n"
-    )
+    space.write_text(DOOMED % 10)
     url = f"sqlite:///{tmp_path / 'd.db'}"
     assert main(["run", str(space), "--storage", url, "--max-failures", "2"]) == 1
-    assert "stopped: 2 trials failed in a row (last: loss became" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "stopped: 2 trials failed in a row (last: loss became" in err
+    assert "no trial of study" not in err  # one line says why
     states = [t.state.name for t in _study(url, "doomed").trials]
     assert states == ["FAIL", "FAIL"] + ["WAITING"] * 8  # the rest of the budget stays queued
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_in_which_no_trial_completed_exits_1(
+    workers: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20: a budget under --max-failures (or spread over workers) all failed, and `run` said 0."""
+    space = tmp_path / "doomed.yaml"
+    space.write_text(DOOMED % 2)
+    run = ["run", str(space), "--storage", f"sqlite:///{tmp_path / 'd.db'}", "--workers", str(workers)]
+    for _ in range(2):  # the second time there is nothing left to run: the verdict stays
+        assert main(run) == 1
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        verdict = (
+            r"hpsearch: no trial of study 'doomed' completed \(trials: 2 fail\); last failure: loss became "
+        )
+        assert re.match(verdict, last), last
 
 
 def test_rejected_space_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,17 +165,27 @@ def test_rejected_space_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFix
     assert not db.exists()
 
 
-def test_missing_data_is_one_error_listing_where_it_looked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("named", [False, True])
+def test_missing_data_is_one_error_naming_where_it_looked(
+    named: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(tmp_path / "empty"))
+    if named:  # a directory without the files: named, never swapped for another copy of the data
+        (tmp_path / "empty").mkdir()
+        monkeypatch.setenv("HPSEARCH_DATA_DIR", str(tmp_path / "empty"))
+    else:
+        monkeypatch.delenv("HPSEARCH_DATA_DIR", raising=False)
     db = tmp_path / "never.db"
     assert main(["run", "mnist-mlp", "--storage", f"sqlite:///{db}"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("hpsearch: error: mnist: no data found; looked in")
-    assert str(tmp_path / "empty") in err and "--data-dir" in err
+    if named:
+        assert err.startswith(
+            f"hpsearch: error: mnist: $HPSEARCH_DATA_DIR {tmp_path / 'empty'}: no train files"
+        )
+    else:
+        assert err.startswith("hpsearch: error: mnist: no data found; looked in")
+        assert "--data-dir" in err
     assert err.count("\n") == 1
     assert not db.exists()
 
@@ -391,3 +423,39 @@ def test_storage_precedence_flag_then_hpsearch_then_optuna_storage(
             monkeypatch.setenv(source, url)
     assert main(argv) == 0
     assert {db.stem for db in tmp_path.glob("*.db")} == {given[0] if given else "hpsearch"}
+
+
+# ---- unsafe input: study names, open servers ------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "create", "worker", "best", "evaluate"])
+@pytest.mark.parametrize("name", ["../escaped", ".hidden", "x" * 65])
+def test_a_study_name_follows_the_rule_of_a_space_name(
+    command: str, name: str, tmp_path: Path, space_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "never.db"
+    argv = [command, *([str(space_file)] if command in ("run", "create") else [])]
+    assert main([*argv, "--study", name, "--storage", f"sqlite:///{db}"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "argument --study: expected a name of letters, digits, '_', '-' or '.'" in err and repr(name) in err
+    )
+    assert not db.exists()
+
+
+def test_storage_proxy_on_an_open_address_warns(tmp_path: Path) -> None:
+    pytest.importorskip("grpc")
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    cmd = [sys.executable, "-m", "search", "storage-proxy", "--storage", url, "--host", "0.0.0.0"]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env(),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first, second = proc.stdout.readline(), proc.stdout.readline()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert first.startswith(f"serving {url} to gRPC clients at grpc://0.0.0.0:")
+    assert second.startswith("warning: the storage proxy has no authentication; bound to 0.0.0.0")

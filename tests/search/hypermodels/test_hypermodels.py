@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from search.errors import ConfigError
 from search.hypermodels.loader import load_builder
 from search.study import open_storage
 from search.study.create import load_space
-from tests.helpers import dashboard_api, flow, write_space
+from tests.helpers import dashboard_api, flow, subprocess_env, write_space
 
 TUTORIAL = Path(spaces.__file__).parent / "presets" / "hypermodels" / "kt_tutorial.py"
 SINGLE = ["val_accuracy"]
@@ -167,7 +169,46 @@ def test_resuming_after_the_file_changed_is_refused(
     assert load_space(open_storage(url), "kt-digits").hypermodel is not None
 
 
-BROKEN = {
+UNIMPORTABLE = {  # refused by validate, run and create before anything is written
+    "import error": (
+        "import not_a_module_anywhere\n",
+        "importing it failed at line 1: ModuleNotFoundError: No module named 'not_a_module_anywhere'",
+    ),
+    "syntax error": ("def build(hp)\n    return 3\n", "importing it failed at line 1: SyntaxError"),
+    "exits": ("import sys\nsys.exit('no')\n", "importing it failed at line 2: SystemExit: no"),
+    "not callable": ("build = 3\n", "must be a function build\\(hp\\) or a kt.HyperModel, found int"),
+    "no such name": ("def other(hp):\n    pass\n", "'build' must be a function .* found nothing"),
+}
+
+
+@pytest.mark.parametrize(("source", "match"), UNIMPORTABLE.values(), ids=UNIMPORTABLE.keys())
+def test_a_hypermodel_that_cannot_be_imported_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, match: str
+) -> None:
+    (tmp_path / "hm").mkdir()
+    (tmp_path / "hm" / "tutorial.py").write_text(source)
+    space, db = str(_space(tmp_path)), tmp_path / "b.db"
+    at = ["--storage", f"sqlite:///{db}"]
+    for argv in (["validate", space], ["run", space, *at], ["create", space, *at]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and re.search(match, err[0]), err
+    assert not db.exists()  # no study, so the name is not taken by a study that cannot run
+
+
+def test_after_the_file_is_fixed_the_study_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 20: a broken import used to leave a study (and a FAIL trial) that refused the fixed file."""
+    (tmp_path / "hm").mkdir()
+    (tmp_path / "hm" / "tutorial.py").write_text("import not_a_module_anywhere\n")
+    url = f"sqlite:///{tmp_path / 'kt.db'}"
+    assert main(["run", str(_space(tmp_path)), "--storage", url, "--trials", "1"]) == 2
+    shutil.copy(TUTORIAL, tmp_path / "hm" / "tutorial.py")  # fixed
+    assert main(["run", str(_space(tmp_path)), "--storage", url, "--trials", "1"]) == 0
+    assert "changed since the study was created" not in capsys.readouterr().err
+    assert [t.state.name for t in _study(url).trials] == ["COMPLETE"]
+
+
+UNBUILDABLE = {  # the file imports, but every trial's build fails: each trial FAILs with the reason
     "uncompiled": (
         "import keras\ndef build(hp):\n"
         "    return keras.Sequential([keras.layers.Dense(hp.Int('u', 1, 4))])\n",
@@ -180,25 +221,84 @@ BROKEN = {
         "    m.compile(loss='sparse_categorical_crossentropy')\n    return m\n",
         "compile with metrics=\\['accuracy'\\]",
     ),
-    "import error": ("import not_a_module_anywhere\n", "importing it failed: ModuleNotFoundError"),
-    "not callable": ("build = 3\n", "must be a function build\\(hp\\) or a kt.HyperModel, found int"),
     "reverse_log": (
         "def build(hp):\n    hp.Float('lr', 1e-4, 1e-1, sampling='reverse_log')\n",
         "reverse_log' has no Optuna equivalent",
     ),
+    "raises": (
+        "def build(hp):\n    return 1 / 0\n",
+        "hypermodel hm/tutorial.py:build: build\\(hp\\) raised ZeroDivisionError at line 2: division by zero",
+    ),
 }
 
 
-@pytest.mark.parametrize(("source", "match"), BROKEN.values(), ids=BROKEN.keys())
-def test_a_broken_hypermodel_stops_with_one_line(
+@pytest.mark.parametrize(("source", "match"), UNBUILDABLE.values(), ids=UNBUILDABLE.keys())
+def test_a_hypermodel_that_cannot_build_fails_its_trials_with_the_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, match: str
 ) -> None:
     (tmp_path / "hm").mkdir()
     (tmp_path / "hm" / "tutorial.py").write_text(source)
-    assert main(["run", str(_space(tmp_path)), "--storage", f"sqlite:///{tmp_path / 'b.db'}"]) == 2
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    assert main(["run", str(_space(tmp_path)), "--storage", url]) == 1  # no trial completed
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert re.search(match, err[0]), err[0]
+    assert err[-1].startswith("hpsearch: no trial of study 'kt-digits' completed (trials: 2 fail)"), err
+    trials = _study(url).trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+    assert all(re.search(match, t.user_attrs["fail_reason"]) for t in trials), trials[0].user_attrs
+
+
+def test_a_failing_build_or_layer_fails_that_trial_alone(tmp_path: Path) -> None:
+    (tmp_path / "hm").mkdir()
+    (tmp_path / "hm" / "tutorial.py").write_text(
+        "import keras\n"
+        "class Boom(keras.layers.Layer):\n"
+        "    def call(self, x, training=None):\n"
+        "        if training:\n"
+        "            raise RuntimeError('custom layer failed')\n"
+        "        return x\n"
+        "def build(hp):\n"
+        "    fail = hp.Choice('fail', ['build', 'layer', 'no'])\n"
+        "    if fail == 'build':\n"
+        "        raise KeyError('no such block')\n"
+        "    m = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10, activation='softmax')])\n"
+        "    if fail == 'layer':\n"
+        "        m = keras.Sequential([Boom(), m])\n"
+        "    m.compile('adam', 'sparse_categorical_crossentropy', metrics=['accuracy'])\n"
+        "    return m\n"
+    )
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    space = _space(tmp_path)
+    assert main(["create", str(space), "--storage", url]) == 0
+    for fail in ("build", "layer", "no"):
+        _study(url).enqueue_trial({"fail": fail})
+    assert main(["run", str(space), "--storage", url, "--trials", "3"]) == 0  # one trial completed
+    by_fail = {t.params["fail"]: t for t in _study(url).trials if t.params}
+    assert by_fail["no"].state.name == "COMPLETE"
+    assert by_fail["build"].user_attrs["fail_reason"] == (
+        "hypermodel hm/tutorial.py:build: build(hp) raised KeyError at line 10: 'no such block'"
+    )
+    assert by_fail["layer"].user_attrs["fail_reason"] == (
+        "training raised RuntimeError (hypermodel hm/tutorial.py:build, line 5): "
+        "Exception encountered when calling Boom.call(): custom layer failed"
+    )
+
+
+def test_checking_a_hypermodel_initializes_no_device(tmp_path: Path) -> None:
+    """`run` imports the hypermodel before its worker picks a GPU (CUDA_VISIBLE_DEVICES): the check
+    must build nothing, or TensorFlow would have started on every GPU before the choice."""
+    code = (
+        "import sys\nfrom search.cli import main\n"
+        "assert main(['validate', sys.argv[1]]) == 0\n"
+        "import tensorflow as tf\n"
+        "tf.config.threading.set_intra_op_parallelism_threads(1)  # RuntimeError once TF started\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(_space(tmp_path))],
+        capture_output=True, text=True, env=subprocess_env(TF_CPP_MIN_LOG_LEVEL="0"), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "kt-digits.yaml: ok" in done.stdout
+    assert "cuInit" not in done.stderr  # without a CUDA driver, TensorFlow logs its failed attempt
 
 
 def test_a_hypermodel_class_with_conditional_parameters(tmp_path: Path) -> None:

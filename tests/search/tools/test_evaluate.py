@@ -11,14 +11,17 @@ import numpy as np
 import optuna
 import pytest
 
+import spaces
 import storage
 from search.cli import main
+from search.errors import ConfigError
 from search.results.tables import best_trials
-from search.tools.evaluate import chosen_epochs
+from search.study.create import create_or_load
+from search.tools.evaluate import chosen_epochs, evaluate
 from search.trial.callbacks import CurveRecorder
 from search.trial.data import load_test
 from search.trial.objective import best_epoch
-from tests.helpers import int_range, write_space
+from tests.helpers import TINY, int_range, space_text, write_space
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +154,20 @@ def test_retrain_epochs_come_from_best_epoch_or_the_curves() -> None:
     assert chosen_epochs(trial(curves=curves), params) == 2  # restored best of an older trial
     assert chosen_epochs(trial(curves=curves), {**params, "patience": 0}) == 4  # the last epoch
     assert chosen_epochs(trial(), params) == 10
+
+
+@pytest.mark.parametrize("name", ["../escaped", "linked"])
+def test_evaluate_never_writes_outside_its_out_directory(tmp_path: Path, name: str) -> None:
+    """The CLI refuses such a --study; a study named so by other means still writes nothing outside."""
+    store = storage.open_storage(f"sqlite:///{tmp_path / 'e.db'}", heartbeat_interval=None)
+    space = spaces.loads(space_text("e", base=TINY), source="test")
+    study = create_or_load(space, store, study_name=name)
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 1.0]))
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "linked-trial0").symlink_to(elsewhere)  # a link inside --out that leads out of it
+    with pytest.raises(ConfigError, match=f"--out {out}: '{name}-trial0' would be written outside it"):
+        evaluate(store, name, out_dir=out)
+    assert list(elsewhere.iterdir()) == [] and not (tmp_path / "escaped-trial0").exists()
+    assert [p.name for p in out.iterdir()] == ["linked-trial0"]

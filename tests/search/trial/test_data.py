@@ -178,7 +178,7 @@ def test_keras_cache_is_searched(tmp_path: Path) -> None:
 
 def test_fashion_mnist_does_not_take_mnist_npz(tmp_path: Path) -> None:
     save_npz(tmp_path / "mnist.npz")
-    with pytest.raises(DataError, match="fashion_mnist: no data found"):
+    with pytest.raises(DataError, match=f"fashion_mnist: data_dir {tmp_path}: no train files in it"):
         load_dataset("fashion_mnist", data_dir=tmp_path)
 
 
@@ -207,16 +207,46 @@ def test_missing_mnist_lists_every_place_looked(tmp_path: Path) -> None:
     assert "--data-dir DIR" in message and "train-images-idx3-ubyte.gz" in message
 
 
-def test_missing_fashion_mnist_names_data_dir_debian_and_cache(tmp_path: Path) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
+def test_missing_fashion_mnist_names_debian_and_cache(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
-        load_dataset("fashion_mnist", data_dir=empty)
+        load_dataset("fashion_mnist")
     message = str(info.value)
-    assert f"data_dir {empty}" in message
     assert str(tmp_path / "no-debian") in message
     assert str(tmp_path / "home" / "keras" / "datasets" / "fashion-mnist") in message
     assert "Install Debian's dataset-fashion-mnist" in message
+
+
+@pytest.mark.parametrize("named_by", ["argument", "environment"])
+def test_a_named_directory_without_the_files_is_an_error_not_a_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named_by: str
+) -> None:
+    """Issue 20: an empty HPSEARCH_DATA_DIR used to fall back silently to another copy of the data."""
+    write_pair(tmp_path / "home" / "keras" / "datasets" / "fashion-mnist")  # another copy is there
+    empty = tmp_path / "empty"
+    (empty / "mnist").mkdir(parents=True)  # the other dataset's subdirectory does not count
+    write_pair(empty / "mnist")
+    if named_by == "environment":
+        monkeypatch.setenv("HPSEARCH_DATA_DIR", str(empty))
+    with pytest.raises(DataError) as info:
+        load_dataset("fashion_mnist", data_dir=empty if named_by == "argument" else None)
+    name = "data_dir" if named_by == "argument" else "$HPSEARCH_DATA_DIR"
+    assert str(info.value) == (
+        f"fashion_mnist: {name} {empty}: no train files in it or in its fashion_mnist/ or fashion-mnist/ "
+        "subdirectory; expected train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz (or "
+        "uncompressed). Other copies of the data are not searched when a directory is named"
+    )
+
+
+def test_a_named_directory_that_does_not_exist_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_npz(tmp_path / "home" / "keras" / "datasets" / "mnist.npz")
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(tmp_path / "nope"))
+    with pytest.raises(DataError, match=r"^mnist: \$HPSEARCH_DATA_DIR .*/nope: no such directory$"):
+        load_dataset("mnist")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match=r"^mnist: data_dir .*/file: not a directory$"):
+        data.load_test("mnist", data_dir=tmp_path / "file")
 
 
 def test_bad_magic_names_the_file(tmp_path: Path) -> None:

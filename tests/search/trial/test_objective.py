@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+import resource
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
 
 import optuna
 import pytest
+import sqlalchemy.exc
+import tensorflow as tf
 
 import spaces
-from search.errors import TrialFailed
+from search.errors import StorageError, TrialFailed, WorkerStopping
 from search.trial.data import load_dataset
 from search.trial.objective import Objective
 from tests.helpers import space_text
@@ -130,3 +136,101 @@ def test_trial_over_its_time_limit_fails_with_the_reason() -> None:
     assert trial.state == optuna.trial.TrialState.FAIL
     assert trial.user_attrs["fail_reason"] == "still training after budget.trial_timeout = 0.01 s"
     assert trial.user_attrs["epochs_run"] < 50
+
+
+@contextlib.contextmanager
+def _address_space_limited(extra_gib: int) -> Iterator[None]:
+    """This process may map only ``extra_gib`` GiB more (RLIMIT_AS): a big allocation fails at once,
+    as on a full GPU, instead of swapping the shared test machine."""
+    with open("/proc/self/status") as status:
+        size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (size + extra_gib * 2**30, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_out_of_memory_while_building_fails_that_trial_alone() -> None:
+    """Issue 20: `units: 65536, layers: 2` crashed the worker with a traceback."""
+    objective, study = _objective(
+        model={"layers": 2, "units": {"type": "categorical", "choices": [65536, 16]}}
+    )
+    study.enqueue_trial({"units_0": 65536, "units_1": 65536})  # a 65536 x 65536 kernel: 16 GiB
+    study.enqueue_trial({"units_0": 16, "units_1": 16})
+    with _address_space_limited(extra_gib=4):
+        study.optimize(objective, n_trials=2, catch=(TrialFailed,))
+    big, small = study.trials
+    assert big.state == optuna.trial.TrialState.FAIL
+    assert big.user_attrs["fail_reason"].startswith(
+        "out of memory while building the model: OOM when allocating tensor with shape[65536,65536]"
+    )
+    assert "param_count" not in big.user_attrs  # it never got that far
+    assert small.state == optuna.trial.TrialState.COMPLETE  # the worker went on
+
+
+def _raise(error: BaseException) -> Callable[..., NoReturn]:
+    def raising(*args: object, **kwargs: object) -> NoReturn:
+        raise error
+
+    return raising
+
+
+FAILURES = {  # where, what is raised there, the trial's fail_reason
+    "build error": (
+        "build",
+        RuntimeError("no such block"),
+        "building the model raised RuntimeError: no such block",
+    ),
+    "build OOM": ("build", MemoryError("no room"), "out of memory while building the model: no room"),
+    "TF OOM": (
+        "build",
+        tf.errors.ResourceExhaustedError(None, None, "{{function_node x}} OOM when allocating tensor"),
+        "out of memory while building the model: OOM when allocating tensor",
+    ),
+    "train error": ("train", KeyError("x"), "training raised KeyError: 'x'"),
+    "train OOM": ("train", MemoryError(), "out of memory while training: "),
+    "GPU OOM": (
+        "train",
+        tf.errors.InternalError(None, None, "CUDA_ERROR_OUT_OF_MEMORY: out of memory"),
+        "out of memory while training: CUDA_ERROR_OUT_OF_MEMORY: out of memory",
+    ),
+}
+TARGET = {"build": "search.trial.models.build", "train": "search.trial.objective.fit"}
+
+
+@pytest.mark.parametrize(("where", "error", "reason"), FAILURES.values(), ids=FAILURES.keys())
+def test_any_error_of_building_or_training_fails_the_trial_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch, where: str, error: Exception, reason: str
+) -> None:
+    objective, study = _objective()
+    monkeypatch.setattr(TARGET[where], _raise(error))
+    trial = study.ask()
+    with pytest.raises(TrialFailed) as failed:
+        objective(trial)
+    assert str(failed.value) == reason
+    assert study.trials[0].user_attrs["fail_reason"] == reason
+
+
+PROPAGATE = {  # not the trial's failure: the worker must see them as they are
+    "stop": WorkerStopping(0),
+    "Ctrl-C": KeyboardInterrupt(),
+    "storage": StorageError("storage sqlite:///x.db: cannot open: disk I/O error"),
+    "database": sqlalchemy.exc.OperationalError(
+        "UPDATE trials", {}, Exception("server closed the connection")
+    ),
+}
+
+
+@pytest.mark.parametrize("where", ["build", "train"])
+@pytest.mark.parametrize("error", PROPAGATE.values(), ids=PROPAGATE.keys())
+def test_stops_and_database_errors_are_not_trial_failures(
+    monkeypatch: pytest.MonkeyPatch, where: str, error: BaseException
+) -> None:
+    objective, study = _objective()
+    monkeypatch.setattr(TARGET[where], _raise(error))
+    with pytest.raises(type(error)):
+        objective(study.ask())
+    assert "fail_reason" not in study.trials[0].user_attrs

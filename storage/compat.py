@@ -11,19 +11,24 @@ the functions that need them run.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
+import sqlalchemy
+from optuna.storages._heartbeat import BaseHeartbeat as _BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 __all__ = [
+    "CLAIM_KEY",
     "RDB_METHODS",
+    "BaseHeartbeat",
     "claim_waiting_trial",
     "dashboard_note_attrs",
     "kt_kind",
@@ -71,15 +76,89 @@ def update_cached_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> N
     trial._cached_frozen_trial.user_attrs.update(attrs)
 
 
-def claim_waiting_trial(study: optuna.Study) -> int | None:
+CLAIM_KEY = "hpsearch:claim"  # trial system attr: the token of the claim that started this run
+
+
+def claim_waiting_trial(study: optuna.Study, *, token: str | None = None, again: bool = False) -> int | None:
     """Atomically switch one WAITING trial to RUNNING; its id, or None when none is waiting.
 
     Public API: ``Study.ask`` does this too, but creates a new trial when the queue is empty,
     so two workers asking at the end of a budget would overshoot it.
+
+    On an RDB storage, with a ``token``, the claim is one transaction of hpsearch's own, on
+    Optuna's tables: the first WAITING trial (rows locked by another claim are skipped) becomes
+    RUNNING, gets its first heartbeat when the storage records them, and the token as a trial
+    system attr. ``again``: an earlier attempt with this token may have committed before its
+    reply was lost; the trial it claimed is returned instead of claiming another. Optuna's own
+    claim (``Study._pop_waiting_trial_id``) is neither: a trial claimed by a lost attempt stays
+    RUNNING without any heartbeat, which Optuna never finds stale. Other storages use Optuna's.
     """
     study._thread_local.cached_all_trials = None  # as Study.ask: see trials queued since
-    trial: int | None = study._pop_waiting_trial_id()
-    return trial
+    backend = rdb_backend(study._storage)
+    if token is None or not isinstance(backend, optuna.storages.RDBStorage):
+        trial: int | None = study._pop_waiting_trial_id()
+        return trial
+    from optuna.storages._rdb import models  # Optuna's schema
+
+    session: Session = backend.scoped_session()
+    try:
+        claimed = _held_by(session, study._study_id, token) if again else None
+        if claimed is None:
+            row = (
+                session.query(models.TrialModel)
+                .filter(models.TrialModel.study_id == study._study_id)
+                .filter(models.TrialModel.state == TrialState.WAITING)
+                .order_by(models.TrialModel.number)
+                .with_for_update(skip_locked=True)
+                .first()
+            )
+            if row is None:
+                session.rollback()
+                return None
+            claimed = int(row.trial_id)
+            row.state = TrialState.RUNNING  # an Enum column
+            row.datetime_start = datetime.datetime.now()  # as Optuna's
+            _upsert_system_attr(session, claimed, CLAIM_KEY, token)
+            if backend.heartbeat_interval is not None:
+                beat = models.TrialHeartbeatModel.where_trial_id(claimed, session, for_update=True)
+                if beat is None:
+                    session.add(models.TrialHeartbeatModel(trial_id=claimed))  # now, by the database
+                else:
+                    beat.heartbeat = session.execute(sqlalchemy.func.now()).scalar()
+        session.commit()
+        return claimed
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _held_by(session: Session, study: int, token: str) -> int | None:
+    """The RUNNING trial of ``study`` that the claim ``token`` started, if any."""
+    from optuna.storages._rdb import models
+
+    attr = models.TrialSystemAttributeModel
+    found = (
+        session.query(attr.trial_id)
+        .join(models.TrialModel, models.TrialModel.trial_id == attr.trial_id)
+        .filter(models.TrialModel.study_id == study)
+        .filter(models.TrialModel.state == TrialState.RUNNING)
+        .filter(attr.key == CLAIM_KEY, attr.value_json == json.dumps(token))
+        .first()
+    )
+    return None if found is None else int(found[0])
+
+
+def _upsert_system_attr(session: Session, trial: int, key: str, value: Any) -> None:
+    from optuna.storages._rdb import models
+
+    attr = models.TrialSystemAttributeModel
+    found = session.query(attr).filter(attr.trial_id == trial, attr.key == key).one_or_none()
+    if found is None:
+        session.add(attr(trial_id=trial, key=key, value_json=json.dumps(value)))
+    else:
+        found.value_json = json.dumps(value)  # a re-queued copy's inherited one
 
 
 def pareto_front(
@@ -190,6 +269,15 @@ def _dialect_insert(dialect: str) -> Any:
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
     return pg_insert
+
+
+# -- Optuna: heartbeats ---------------------------------------------------------------------------
+
+# Optuna runs a heartbeat thread beside each trial, and fails stale trials at every ``optimize``
+# step, only for a storage that is a ``BaseHeartbeat`` (private: ``optuna.storages._heartbeat``)
+# with an interval. storage.heartbeats subclasses it to give the journal and gRPC storages
+# heartbeats; its hooks are ``record_heartbeat`` and ``_get_stale_trial_ids``. Public API: none.
+BaseHeartbeat = _BaseHeartbeat
 
 
 # -- optuna-dashboard ------------------------------------------------------------------------------

@@ -89,6 +89,6 @@ def redact(url: str) -> str:
     if url.split("://", 1)[0].lower().startswith("postgres"):
         try:
             return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-        except sqlalchemy.exc.ArgumentError:
+        except (sqlalchemy.exc.ArgumentError, ValueError):  # unparsable (a port that is not a number)
             pass
     return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)

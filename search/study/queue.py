@@ -21,7 +21,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from storage import compat
+import storage
+from search import keys
 
 __all__ = ["QueueEmpty", "QueueStudy", "Slots", "requeue", "slots", "top_up"]
 
@@ -34,21 +35,16 @@ class QueueStudy(optuna.Study):
     """A study whose ``ask`` claims a queued trial or raises :class:`QueueEmpty`.
 
     ``Study.ask`` creates a new trial when the queue is empty; two workers doing that at the
-    same moment would overshoot the budget. This override only pops the queue, through the
-    same atomic claim Optuna uses (:func:`storage.compat.claim_waiting_trial`).
+    same moment would overshoot the budget. This override only pops the queue, atomically, with
+    the trial's first heartbeat, and safe to retry after a lost reply (:func:`storage.claim`).
     """
 
     def ask(self, fixed_distributions: dict[str, Any] | None = None) -> optuna.Trial:
         if fixed_distributions:
             raise ValueError("QueueStudy.ask takes no fixed distributions")
-        trial_id = compat.claim_waiting_trial(self)
+        trial_id = storage.claim(self)
         if trial_id is None:
             raise QueueEmpty
-        store: Any = compat.study_storage(self)
-        if getattr(store, "get_heartbeat_interval", lambda: None)() is not None:
-            # beat at once: a worker that dies before Optuna's heartbeat thread starts must
-            # still leave a trial that goes stale (one without any beat never does)
-            store.record_heartbeat(trial_id)
         return optuna.Trial(self, trial_id)
 
 
@@ -67,14 +63,19 @@ class Slots:
 
 
 def slots(trials: Sequence[FrozenTrial]) -> Slots:
-    """Count a study's trials against its budget."""
+    """Count a study's trials against its budget.
+
+    A trial stopped to be re-queued (SIGTERM, the database lost) whose re-queueing never
+    happened (the database failed right then) does not use up its slot: :func:`top_up` queues
+    a trial in its place.
+    """
     history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history
     with warnings.catch_warnings():  # "experimental" since Optuna 3.0
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retried = {n for t in trials for n in history(t)}
     done = sum(
         t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        or (t.state == TrialState.FAIL and t.number not in retried)
+        or (t.state == TrialState.FAIL and t.number not in retried and not t.user_attrs.get(keys.REQUEUED))
         for t in trials
     )
     return Slots(
@@ -108,10 +109,13 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, limited: bool = True) ->
     ``limited``: at most 3 times per configuration (a configuration that keeps killing its
     worker is not retried forever); a worker stopped on purpose hands its trial back always.
 
-    The copy does not inherit the lost run's user attrs (curves, reasons): they describe a run
-    that did not finish.
+    The copy does not inherit the lost run's user attrs (curves, reasons) nor its heartbeat and
+    claim: they describe a run that did not finish.
     """
     blank = copy.copy(trial)
     blank.user_attrs = {}
+    blank.system_attrs = {
+        k: v for k, v in trial.system_attrs.items() if k not in (storage.CLAIM_KEY, storage.HEARTBEAT_KEY)
+    }
     blank.intermediate_values = {}
     (_retry if limited else _retry_always)(study, blank)

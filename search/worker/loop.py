@@ -8,6 +8,11 @@
 - Queue empty but trials still running elsewhere: the worker waits, and on each wake-up fails
   the trials whose worker stopped beating (they are re-queued) -- the reaper path, so a dead
   worker's trial is recovered even when no new trial starts.
+- The database unreachable: every call retries (:mod:`storage.retry`) until the outage is
+  ``$HPSEARCH_DB_OUTAGE_S`` old (default 120 s); the worker simply carries on when it returns.
+  Past that limit (or on an error no retry cures) :func:`run` stops the running trial and raises
+  :class:`storage.DatabaseUnavailable`, one line saying what became of that trial: re-queued if
+  the database answered again in time, else left to heartbeat recovery by the next worker.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
+import storage
 from search import keys
 from search.errors import TrialFailed, WorkerStopping
 from search.results.notes import save_trial_note
@@ -82,53 +88,107 @@ def run(
         out: where progress lines go (default stdout).
         recycle: measures memory after each trial; when a restart is due (and the queue still
             holds trials) the loop returns with ``RunResult.recycle`` set.
+
+    Raises:
+        storage.DatabaseUnavailable: the database stayed unreachable past the outage limit, or
+            refused for good; the message says what became of the running trial.
     """
     progress = _Progress(space, max_failures_in_row, ProgressDisplay(study, space, out or sys.stdout))
-    deadline = None if timeout is None else time.monotonic() + timeout
     result = RunResult(ran=0)
-    with _signals(stop, study, result):
-        while not stop.is_set() and progress.stop_reason is None:
-            left = None if deadline is None else deadline - time.monotonic()
-            n = None if max_trials is None else max_trials - progress.ran
-            if (left is not None and left <= 0) or (n is not None and n <= 0):
-                break
-            if (
-                recycle is not None
-                and recycle.due
-                and recycle.confirm(work_left=slots(study.get_trials(deepcopy=False)).waiting > 0)
-            ):
-                result.recycle = True
-                break
-            try:
-                study.optimize(
-                    objective,
-                    n_trials=n,
-                    timeout=left,
-                    catch=(TrialFailed,),
-                    callbacks=[progress] if recycle is None else [progress, recycle],
-                    gc_after_trial=False,  # the objective collects before each build
-                )
-            except QueueEmpty:
-                if not _reap_or_wait(study, stop, heartbeat):
-                    break
-            except (ValueError, AssertionError) as e:
-                # Optuna's "Cannot tell a FAIL trial" (or the assertion it ends in): another worker
-                # judged this trial stale (its heartbeat was late, e.g. on an overloaded machine),
-                # failed and re-queued it. The copy runs again; this worker goes on.
-                told = e if isinstance(e, ValueError) else e.__context__
-                if not (isinstance(told, ValueError) and str(told).startswith("Cannot tell a")):
-                    raise
-                progress.display.message(f"note: {told} -- another worker declared it stale and re-queued it")
-            except WorkerStopping as e:
-                lost = next(t for t in study.get_trials(deepcopy=False) if t.number == e.number)
-                requeue(study, lost, limited=False)
-                result.requeued = lost.number
-                progress(study, lost)
-                break
-    progress.display.close()
+    lost: list[storage.DatabaseUnavailable] = []
+
+    def database_lost(error: storage.DatabaseUnavailable) -> None:  # in whichever thread gave up
+        lost.append(error)
+        stop.set()  # the running trial stops at the next batch and is handed back if it can be
+
+    try:
+        with _signals(stop, study, result), storage.on_give_up(database_lost):
+            _loop(study, progress.tracking(objective), progress, result, stop=stop, max_trials=max_trials,
+                  timeout=timeout, heartbeat=heartbeat, recycle=recycle)  # fmt: skip
+    except Exception as e:
+        down = _unavailable(e)
+        if down is None:
+            raise
+        message = f"worker stopped: {down}; {progress.fate()}"
+        raise storage.DatabaseUnavailable(message, permanent=down.permanent) from down
+    finally:
+        progress.display.close()
+    if lost:  # the heartbeat thread (or an idle wait) gave up; the loop stopped its trial cleanly
+        raise storage.DatabaseUnavailable(f"worker stopped: {lost[0]}; {progress.fate()}")
     result.ran = progress.ran
     result.stop_reason = progress.stop_reason
     return result
+
+
+def _loop(
+    study: QueueStudy,
+    objective: Callable[[optuna.Trial], float | tuple[float, ...]],
+    progress: _Progress,
+    result: RunResult,
+    *,
+    stop: threading.Event,
+    max_trials: int | None,
+    timeout: float | None,
+    heartbeat: bool,
+    recycle: Recycler | None,
+) -> None:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not stop.is_set() and progress.stop_reason is None:
+        left = None if deadline is None else deadline - time.monotonic()
+        n = None if max_trials is None else max_trials - progress.ran
+        if (left is not None and left <= 0) or (n is not None and n <= 0):
+            break
+        if (
+            recycle is not None
+            and recycle.due
+            and recycle.confirm(work_left=slots(study.get_trials(deepcopy=False)).waiting > 0)
+        ):
+            result.recycle = True
+            break
+        try:
+            study.optimize(
+                objective,
+                n_trials=n,
+                timeout=left,
+                catch=(TrialFailed,),
+                callbacks=[progress] if recycle is None else [progress, recycle],
+                gc_after_trial=False,  # the objective collects before each build
+            )
+        except QueueEmpty:
+            if not _reap_or_wait(study, stop, heartbeat):
+                break
+        except WorkerStopping as e:
+            progress.running, progress.stopped = None, e.number  # Optuna has told it FAIL
+            lost = next(t for t in study.get_trials(deepcopy=False) if t.number == e.number)
+            requeue(study, lost, limited=False)
+            progress.handed_back = result.requeued = lost.number
+            progress(study, lost)
+            break
+        except (ValueError, AssertionError) as e:
+            # Optuna's "Cannot tell a FAIL trial" (or the assertion it ends in): another worker
+            # judged this trial stale (its heartbeat was late, e.g. on an overloaded machine),
+            # failed and re-queued it. The copy runs again; this worker goes on.
+            told = e if isinstance(e, ValueError) else e.__context__
+            if _unavailable(e) or not (
+                isinstance(told, ValueError) and str(told).startswith("Cannot tell a")
+            ):
+                raise
+            progress.running = None
+            progress.display.message(f"note: {told} -- another worker declared it stale and re-queued it")
+
+
+def _unavailable(error: BaseException) -> storage.DatabaseUnavailable | None:
+    """The DatabaseUnavailable behind ``error``, if any.
+
+    Optuna may raise something else while handling it: its ``_run_trial`` ends in an
+    ``AssertionError`` (or an ``UnboundLocalError``) when telling a trial fails.
+    """
+    seen: BaseException | None = error
+    for _ in range(20):  # a cycle-proof walk of what caused it or was being handled
+        if seen is None or isinstance(seen, storage.DatabaseUnavailable):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _reap_or_wait(study: optuna.Study, stop: threading.Event, heartbeat: bool) -> bool:
@@ -169,15 +229,46 @@ def _signals(stop: threading.Event, study: optuna.Study, result: RunResult) -> I
 
 
 class _Progress:
-    """Shows each finished trial, writes its dashboard note, enforces the failures-in-a-row limit."""
+    """Shows each finished trial, writes its dashboard note, enforces the failures-in-a-row limit,
+    and knows which trial this worker runs (claimed, not yet told)."""
 
     def __init__(self, space: Space, limit: int, display: ProgressDisplay) -> None:
         self.space, self.limit, self.display = space, limit, display
         self.ran = 0
         self.failures_in_row = 0
         self.stop_reason: str | None = None
+        self.running: int | None = None  # the trial this worker runs, until it is told
+        self.stopped: int | None = None  # stopped by a signal or the database: FAIL, to re-queue
+        self.handed_back: int | None = None  # ... and re-queued
+
+    def tracking(
+        self, objective: Callable[[optuna.Trial], float | tuple[float, ...]]
+    ) -> Callable[[optuna.Trial], float | tuple[float, ...]]:
+        def tracked(trial: optuna.Trial) -> float | tuple[float, ...]:
+            self.running = trial.number
+            return objective(trial)
+
+        return tracked
+
+    def fate(self) -> str:
+        """What became of this worker's trial when it stopped for the database."""
+        if self.handed_back is not None:
+            return f"trial {self.handed_back} was re-queued"
+        if self.stopped is not None:
+            return (
+                f"trial {self.stopped} was stopped but not re-queued; `hpsearch run` or `hpsearch create` "
+                "queues a trial in its place"
+            )
+        if self.running is not None:
+            return (
+                f"trial {self.running} stays RUNNING until its heartbeats are stale; then the next "
+                "worker re-queues it"
+            )
+        return "no trial was running"
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.number == self.running:
+            self.running = None
         self.ran += 1
         save_trial_note(study, trial, self.space.metrics)
         self.display.trial_done(study, trial)

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 
 __all__ = ["HEARTBEAT_BACKENDS", "run_worker"]
 
-HEARTBEAT_BACKENDS = ("sqlite", "postgresql")  # storages that record a running trial's heartbeats
+# storages that record a running trial's heartbeats: all of them (the journal and gRPC ones
+# through hpsearch's own, see storage.heartbeats), so a dead worker's trial is
+# recovered on each
+HEARTBEAT_BACKENDS = ("sqlite", "postgresql", "journal", "grpc")
 
 
 def run_worker(
@@ -69,6 +72,11 @@ def run_worker(
     Returns:
         0 when the queue is done (or a limit was reached), ``exit_on_signal`` when a signal
         stopped it, 1 when too many trials failed in a row.
+
+    Raises:
+        storage.DatabaseUnavailable: the database stayed unreachable for longer than
+            ``$HPSEARCH_DB_OUTAGE_S`` seconds (default 120), or refused for good (the CLI prints
+            its one line and exits 2); the message says what became of the running trial.
     """
     from search.worker import devices, recycle
     from search.worker.loop import MAX_FAILURES_IN_ROW, run

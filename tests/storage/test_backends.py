@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -10,12 +12,14 @@ import pytest
 
 import spaces
 import storage
+from search.cli import main
 from search.errors import ConfigError, StorageError
 from search.study import open_storage
 from search.study.create import create_or_load, load_space
 from search.study.queue import top_up
-from storage import compat
-from tests.helpers import int_range, space_text
+from storage import compat, engines, retry
+from tests.helpers import free_port, int_range, space_text
+from tests.storage.pg_cluster import Cluster, own_cluster
 
 SPACE = space_text("roundtrip", model={"layers": int_range(1, 2)})
 
@@ -88,3 +92,54 @@ def test_unreachable_postgresql_is_one_clear_error_without_the_password() -> Non
         storage.open_storage("postgresql+psycopg://u:s3cret@127.0.0.1:1/db?connect_timeout=2")
     assert "s3cret" not in str(info.value)
     assert "\n" not in str(info.value)
+
+
+# ---- PostgreSQL URLs that cannot work: one line, at once, no retry -------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[Cluster]:
+    """A PostgreSQL server of this module's own (the role ``pwuser`` needs its password)."""
+    with own_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def backoffs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The attempts after which storage.retry waited to try again (none: no retry)."""
+    waited: list[int] = []
+    monkeypatch.setattr(retry, "backoff", lambda attempt: waited.append(attempt) or 0.0)
+    return waited
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("postgres@{host}/nope", r'database "nope" does not exist'),
+        ("postgres@{host}/postgres?sslmode=bogus", r'invalid sslmode value: "bogus"'),
+        ("pwuser:s3cret-wrong@{host}/postgres", r'password authentication failed for user "pwuser"'),
+        ("nobody@{host}/postgres", r'role "nobody" does not exist'),
+    ],
+    ids=["no such database", "sslmode=bogus", "wrong password", "no such role"],
+)
+def test_a_postgresql_url_that_cannot_work_fails_at_once_in_one_line(
+    own_server: Cluster, backoffs: list[int], capsys: pytest.CaptureFixture[str], path: str, expected: str
+) -> None:
+    url = "postgresql+psycopg://" + path.format(host=f"127.0.0.1:{own_server.port}")
+    assert main(["studies", "--storage", url]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and backoffs == []  # refused for good: not tried again
+    (line,) = err.splitlines()
+    assert line.startswith(f"hpsearch: error: storage {storage.redact(url)}: cannot open: ")
+    assert re.search(expected + r".* \(not retried\)$", line), line
+    assert "s3cret" not in err
+
+
+def test_a_server_that_does_not_answer_is_tried_a_few_times_then_one_line(
+    backoffs: list[int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/db"  # nothing listens there
+    assert main(["studies", "--storage", url]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "Connection refused" in line and "not retried" not in line
+    assert backoffs == list(range(1, engines.OPEN_ATTEMPTS))  # transient: a few quick attempts

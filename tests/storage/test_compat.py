@@ -9,6 +9,7 @@ from typing import Any
 import keras_tuner as kt
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
@@ -69,6 +70,30 @@ def test_claim_waiting_trial_moves_one_waiting_trial_to_running(storage_url: str
     assert compat.claim_waiting_trial(study) == compat.trial_id(trials[1])
     assert compat.claim_waiting_trial(study) is None
     assert [t.state for t in other.get_trials()] == [TrialState.RUNNING] * 2
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_claim_waiting_trial_with_a_token_beats_and_can_be_asked_again(storage_url: str) -> None:
+    store = storage.open_storage(storage_url, heartbeat_interval=10)
+    study = optuna.create_study(storage=store, study_name="s")
+    study.enqueue_trial({"x": 1.0})
+    study.enqueue_trial({"x": 2.0})
+    first, second = (compat.trial_id(t) for t in study.get_trials())
+    assert compat.claim_waiting_trial(study, token="t1") == first
+    # asked again with the same token (its reply was lost): the same trial, not the next one
+    assert compat.claim_waiting_trial(study, token="t1", again=True) == first
+    assert compat.claim_waiting_trial(study, token="t2", again=True) == second  # nothing held: claims
+    assert compat.claim_waiting_trial(study, token="t3") is None
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.RUNNING] * 2
+    assert [t.system_attrs[compat.CLAIM_KEY] for t in trials] == ["t1", "t2"]
+    assert all(t.datetime_start is not None for t in trials)
+    # each has its first heartbeat: a claim that dies with its worker goes stale
+    backend = compat.rdb_backend(store)
+    assert isinstance(backend, optuna.storages.RDBStorage)
+    with backend.engine.connect() as db:
+        beats = db.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats ORDER BY trial_id")).all()
+    assert [b[0] for b in beats] == [first, second]
 
 
 def test_update_cached_user_attrs_shows_in_the_running_trial() -> None:

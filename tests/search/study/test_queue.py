@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
 import spaces
 import storage
+from search import keys
 from search.study.create import create_or_load
-from search.study.queue import slots, top_up
+from search.study.queue import requeue, slots, top_up
 from tests.helpers import int_range, space_text, subprocess_env
 
 WORKERS = 4
@@ -66,3 +69,20 @@ def test_every_queued_trial_is_claimed_exactly_once(storage_url: str) -> None:
     assert {t.user_attrs["worker"] for t in trials} == set(range(WORKERS))
     assert slots(trials).done == 60
     assert top_up(study, 60) == 0  # the budget is covered: nothing more is queued
+
+
+def test_a_trial_stopped_but_never_requeued_gives_its_slot_back(tmp_path: Path) -> None:
+    store = storage.open_storage(f"sqlite:///{tmp_path / 'q.db'}", heartbeat_interval=None)
+    study = create_or_load(spaces.loads(SPACE), store)
+    top_up(study, 3)
+    for handed_back in (True, False):
+        trial = study.ask()
+        trial.set_user_attr(keys.REQUEUED, True)  # as the objective marks a trial stopped mid-run
+        study.tell(trial, state=TrialState.FAIL)
+        if handed_back:
+            requeue(study, study.get_trials()[trial.number], limited=False)
+    counts = slots(study.get_trials())
+    # the handed-back one is replaced by its copy; the other (its re-queueing failed: the database
+    # went away at that moment) counts as neither done nor re-queued, so its slot is free again
+    assert (counts.done, counts.waiting, counts.requeued, counts.used) == (0, 2, 1, 2)
+    assert top_up(study, 3) == 1

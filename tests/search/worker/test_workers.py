@@ -1,7 +1,9 @@
 """Many workers on one study: exact budgets, dead and stopped workers, dropped connections, gRPC.
 
 Workers are real `hpsearch worker` processes training real (tiny) Keras models: 60 digits, one
-epoch, a few units. Tests of recovery use 2 s heartbeats (stale after 6 s) so it is quick.
+epoch, a few units. Tests of recovery use 2 s heartbeats (stale after 6 s) so it is quick; a dead
+worker's trial is recovered on every storage (PostgreSQL, journal file, gRPC proxy).
+Database outages are in test_outage.py.
 """
 
 from __future__ import annotations
@@ -143,23 +145,31 @@ class _Dashboard:
         return self._output
 
 
+@pytest.fixture(params=["postgresql", "journal", "grpc"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A storage of each kind hpsearch offers (the journal and gRPC ones with hpsearch's heartbeats)."""
+    if request.param == "journal":
+        return f"journal://{tmp_path / 'j.log'}"
+    return str(request.getfixturevalue("pg_url" if request.param == "postgresql" else "grpc_url"))
+
+
 def test_killed_worker_trial_is_failed_requeued_and_finished(
-    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, any_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HPSEARCH_HEARTBEAT", "2")
-    _queued_study(pg_url, budget=3, **SLOW)
-    victim = _worker(pg_url)
-    wait_until(lambda: _running_with_params(pg_url), timeout=120, what="a running trial")
+    _queued_study(any_url, budget=3, **SLOW)
+    victim = _worker(any_url)
+    wait_until(lambda: _running_with_params(any_url), timeout=120, what="a running trial")
     victim.kill()  # SIGKILL: no clean-up at all
     victim.wait()
-    lost = next(t for t in _trials(pg_url) if t.state.name == "RUNNING")
+    lost = next(t for t in _trials(any_url) if t.state.name == "RUNNING")
 
     rescuer = subprocess.run(
-        [sys.executable, "-m", "search", "worker", "--study", "many", "--storage", pg_url],
+        [sys.executable, "-m", "search", "worker", "--study", "many", "--storage", any_url],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert rescuer.returncode == 0, rescuer.stdout + rescuer.stderr
-    trials = _trials(pg_url)
+    trials = _trials(any_url)
     assert trials[lost.number].state.name == "FAIL"
     retry = next(t for t in trials if t.system_attrs.get("failed_trial") == lost.number)
     assert retry.state.name == "COMPLETE" and retry.params == lost.params

@@ -30,14 +30,14 @@ def _read(url_option: str | None) -> optuna.storages.BaseStorage:
 
 def studies_json(store: optuna.storages.BaseStorage) -> dict[str, Any]:
     """``hpsearch studies --json``: every study with its directions, trials by state and best trials."""
-    from search import keys
+    from search.results.facts import metric_names
     from search.results.select import best_trials
 
     out = []
     for s in optuna.get_all_study_summaries(store, include_best_trial=False):
         study = optuna.load_study(study_name=s.study_name, storage=store)
         trials = study.get_trials(deepcopy=False)
-        metrics = list(s.user_attrs.get(keys.METRICS) or [f"value{i}" for i in range(len(s.directions))])
+        metrics = metric_names(study)
         states = {st.name.lower(): sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
         out.append(
             {
@@ -67,26 +67,32 @@ def cmd_studies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> optuna.Study:
+    """``--study`` in ``--storage``: made by hpsearch or by any Optuna script."""
+    from search.results.facts import load_study
+
+    return load_study(_read(args.storage), args.study)
+
+
 @commands.command(
     "best", IN_STUDY, JSON, help="the best trial, or the Pareto front of a multi-objective study"
 )
 def cmd_best(args: argparse.Namespace) -> int:
+    from search.results.facts import metric_names
     from search.results.tables import best_trials, front_table, trial_json
-    from search.study.create import load_space
 
-    store = _read(args.storage)
-    space = load_space(store, args.study)
-    study = optuna.load_study(study_name=args.study, storage=store)
+    study = _study(args)
+    metrics = metric_names(study)
     if args.json:
         payload = {
             "study": args.study,
-            "directions": list(space.directions),
-            "metrics": list(space.metrics),
-            "best_trials": [trial_json(t, space.metrics) for t in best_trials(study)],
+            "directions": [d.name.lower() for d in study.directions],
+            "metrics": metrics,
+            "best_trials": [trial_json(t, metrics) for t in best_trials(study)],
         }
         print_json(payload)
     else:
-        print(front_table(study, space.metrics))
+        print(front_table(study, metrics))
     return 0
 
 
@@ -99,16 +105,14 @@ def cmd_best(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from search.results.facts import metric_names
     from search.results.html_report import write_report
-    from search.study.create import load_space
 
-    store = _read(args.storage)
-    space = load_space(store, args.study)
+    study = _study(args)
     out = Path(args.out)
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
-    study = optuna.load_study(study_name=args.study, storage=store)
-    write_report(study, space.metrics, out)
+    write_report(study, metric_names(study), out)
     print(f"report of study {args.study!r} ({len(study.trials)} trials) written to {out}")
     return 0
 
@@ -124,14 +128,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from search.results.export import export_trials
-    from search.study.create import load_space
+    from search.results.facts import metric_names
 
-    store = _read(args.storage)
-    space = load_space(store, args.study)
+    study = _study(args)
     if args.out and not Path(args.out).parent.is_dir():
         raise ConfigError(f"--out {args.out}: directory {Path(args.out).parent} does not exist")
-    study = optuna.load_study(study_name=args.study, storage=store)
-    text = export_trials(study, space.metrics, args.format)
+    text = export_trials(study, metric_names(study), args.format)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"{len(study.trials)} trials of study {args.study!r} written to {args.out}", file=sys.stderr)

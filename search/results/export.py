@@ -1,9 +1,10 @@
-"""``hpsearch export``: every trial of a study as CSV or JSON.
+"""``hpsearch export``: every trial of a study as CSV or JSON, made by hpsearch or not.
 
 Both carry each trial's number, state, objective values (named by metric), parameters, user
-attrs (the per-epoch ``curves`` included) and timestamps. CSV columns follow Optuna's
-``trials_dataframe`` names (``values_<metric>``, ``params_<name>``, ``user_attrs_<key>``);
-a non-scalar user attr (``curves``, ``params``) is one JSON-encoded cell.
+attrs (the per-epoch ``curves`` included), intermediate values, timestamps and duration (seconds
+from start to completion). CSV columns follow Optuna's ``trials_dataframe`` names (``value`` or
+``values_<metric>``, ``params_<name>``, ``user_attrs_<key>``); a non-scalar cell (``curves``,
+``params``, the intermediate values) is JSON-encoded.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from search.results.facts import elapsed, value_columns
+
 __all__ = ["FORMATS", "export_trials", "trial_record"]
 
 FORMATS = ("csv", "json")
@@ -27,15 +30,17 @@ def _iso(value: Any) -> str | None:
 
 
 def trial_record(trial: FrozenTrial, metrics: Sequence[str]) -> dict[str, Any]:
-    """One trial as plain JSON data."""
+    """One trial as plain JSON data (intermediate values keyed by step, as text)."""
     return {
         "number": trial.number,
         "state": trial.state.name,
         "values": dict(zip(metrics, trial.values, strict=False)) if trial.values is not None else None,
         "params": trial.params,
         "user_attrs": trial.user_attrs,
+        "intermediate_values": {str(s): v for s, v in sorted(trial.intermediate_values.items())},
         "datetime_start": _iso(trial.datetime_start),
         "datetime_complete": _iso(trial.datetime_complete),
+        "duration": elapsed(trial),
     }
 
 
@@ -45,17 +50,20 @@ def _cell(value: Any) -> Any:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _csv(records: list[dict[str, Any]], metrics: Sequence[str]) -> str:
+def _csv(records: list[dict[str, Any]], metrics: Sequence[str], columns: Sequence[str]) -> str:
     params = sorted({k for r in records for k in r["params"]})
     attrs = sorted({k for r in records for k in r["user_attrs"]})
+    steps = any(r["intermediate_values"] for r in records)
     header = [
         "number",
         "state",
-        *(f"values_{m}" for m in metrics),
+        *columns,
         *(f"params_{p}" for p in params),
         *(f"user_attrs_{a}" for a in attrs),
+        *(["intermediate_values"] if steps else []),
         "datetime_start",
         "datetime_complete",
+        "duration",
     ]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -69,8 +77,10 @@ def _csv(records: list[dict[str, Any]], metrics: Sequence[str]) -> str:
                 *(_cell(values.get(m)) for m in metrics),
                 *(_cell(r["params"].get(p)) for p in params),
                 *(_cell(r["user_attrs"].get(a)) for a in attrs),
+                *([_cell(r["intermediate_values"] or None)] if steps else []),
                 _cell(r["datetime_start"]),
                 _cell(r["datetime_complete"]),
+                _cell(r["duration"]),
             ]
         )
     return buf.getvalue()
@@ -84,7 +94,7 @@ def export_trials(study: optuna.Study, metrics: Sequence[str], fmt: str) -> str:
         trial_record(t, metrics) for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     ]
     if fmt == "csv":
-        return _csv(records, metrics)
+        return _csv(records, metrics, value_columns(study, metrics))
     payload = {
         "study": study.study_name,
         "directions": [d.name.lower() for d in study.directions],

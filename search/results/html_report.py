@@ -1,7 +1,9 @@
 """``hpsearch report``: one self-contained HTML file with a study's plots and its best trials.
 
-The plots are Optuna's own (:mod:`optuna.visualization`, plotly figures); plotly.js is inlined
-once, so the file opens offline and can be mailed or attached to a ticket.
+The plots are Optuna's own (:mod:`optuna.visualization`, plotly figures) and the trials'
+learning curves; plotly.js is inlined once, so the file opens offline and can be mailed or
+attached to a ticket. A study made without hpsearch shows what it has: its objectives (named by
+``study.set_metric_names`` if its script set them), durations, intermediate values as curves.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
+from search.results.facts import duration, space_text
 from search.results.tables import best_trials, compact_params, fmt
 
 if TYPE_CHECKING:
@@ -85,25 +88,85 @@ def _figure_html(factory: Callable[[], go.Figure], div_id: str) -> str:
 
 
 def _best_table(study: optuna.Study, metrics: Sequence[str]) -> str:
+    """The best trial or the front; a column no trial has a value for is left out."""
     trials = best_trials(study)
     if not trials:
         return '<p class="note">no trial completed yet</p>'
-    head = ["trial", *metrics, "epochs", "weights", "FLOPs", "device", "parameters"]
-    rows = []
-    for t in trials:
-        a = t.user_attrs
-        cells = [
-            str(t.number),
-            *(fmt(v) for v in t.values),
-            fmt(a.get(keys.EPOCHS_RUN)),
-            f"{a['param_count']:,}" if keys.PARAM_COUNT in a else "-",
-            f"{a['flops']:,}" if keys.FLOPS in a else "-",
-            str(a.get(keys.DEVICE, "-")),
-            compact_params(t.params),
-        ]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    header = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+    columns: list[tuple[str, list[str | None]]] = [
+        ("trial", [str(t.number) for t in trials]),
+        *((m, [fmt(t.values[i]) for t in trials]) for i, m in enumerate(metrics)),
+        ("epochs", [_shown(t.user_attrs.get(keys.EPOCHS_RUN), fmt) for t in trials]),
+        ("seconds", [_shown(duration(t), fmt) for t in trials]),
+        ("weights", [_shown(t.user_attrs.get(keys.PARAM_COUNT), "{:,}".format) for t in trials]),
+        ("FLOPs", [_shown(t.user_attrs.get(keys.FLOPS), "{:,}".format) for t in trials]),
+        ("device", [_shown(t.user_attrs.get(keys.DEVICE), str) for t in trials]),
+        ("parameters", [compact_params(t.params) for t in trials]),
+    ]
+    shown = [(name, cells) for name, cells in columns if any(c is not None for c in cells)]
+    header = "<tr>" + "".join(f"<th>{html.escape(name)}</th>" for name, _ in shown) + "</tr>"
+    rows = [
+        "<tr>" + "".join(f"<td>{html.escape(cells[r] or '-')}</td>" for _, cells in shown) + "</tr>"
+        for r in range(len(trials))
+    ]
     return f'<table id="best-trials">{header}{"".join(rows)}</table>'
+
+
+def _shown(value: Any, show: Callable[[Any], str]) -> str | None:
+    return None if value is None else show(value)
+
+
+def _curves(study: optuna.Study, metric: str) -> tuple[str, Callable[[], go.Figure]] | None:
+    """Every finished trial's learning curve: hpsearch's per-epoch ``metric``, else the values
+    the trial reported by step (``trial.report``); None when no trial has either."""
+    by_epoch, by_step = [], []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        curves = t.user_attrs.get(keys.CURVES)
+        curve = curves.get(metric) if isinstance(curves, dict) else None
+        if isinstance(curve, list) and curve:
+            by_epoch.append((t, list(range(1, len(curve) + 1)), curve))
+        elif t.intermediate_values:
+            steps = sorted(t.intermediate_values)
+            by_step.append((t, steps, [t.intermediate_values[s] for s in steps]))
+    if not by_epoch and not by_step:
+        return None
+    title = (
+        f"Learning curves ({metric} by epoch)"
+        if by_epoch
+        else "Learning curves (intermediate values by step)"
+    )
+
+    def figure() -> go.Figure:
+        import plotly.graph_objects as go
+
+        fig = go.Figure()
+        for state in (TrialState.COMPLETE, TrialState.PRUNED):
+            xs: list[Any] = []
+            ys: list[Any] = []
+            names: list[str] = []
+            for t, x, y in by_epoch + by_step:
+                if t.state == state:  # one trace per state, trials apart by a gap (None)
+                    xs += [*x, None]
+                    ys += [*y, None]
+                    names += [f"trial {t.number}"] * (len(x) + 1)
+            if xs:
+                dash = "solid" if state == TrialState.COMPLETE else "dot"
+                fig.add_trace(
+                    go.Scatter(
+                        x=xs,
+                        y=ys,
+                        text=names,
+                        mode="lines",
+                        name=state.name.lower(),
+                        line={"dash": dash},
+                        hovertemplate="%{text}: %{y}<extra></extra>",
+                    )
+                )
+        fig.update_layout(
+            xaxis_title="epoch" if by_epoch else "step", yaxis_title=metric if by_epoch else "value"
+        )
+        return fig
+
+    return title, figure
 
 
 def render_report(study: optuna.Study, metrics: Sequence[str]) -> str:
@@ -122,15 +185,25 @@ def render_report(study: optuna.Study, metrics: Sequence[str]) -> str:
         f"<h2>{title}</h2>",
         _best_table(study, metrics),
     ]
-    for i, (name, factory) in enumerate(_plots(study, metrics)):
+    plots = _plots(study, metrics)
+    curves = _curves(study, metrics[0])
+    if curves is not None:
+        plots.insert(1, curves)
+    for i, (name, factory) in enumerate(plots):
         parts += [f"<h2>{html.escape(name)}</h2>", _figure_html(factory, f"plot-{i}")]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>hpsearch report: {html.escape(study.study_name)}</title><style>{_STYLE}</style>"
         f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
-        + "\n".join(parts)
+        + "\n".join(parts + _space(study))
         + "</body></html>\n"
     )
+
+
+def _space(study: optuna.Study) -> list[str]:
+    """The space hpsearch searched, as its YAML; nothing for a study made without hpsearch."""
+    text = space_text(study)
+    return [] if text is None else ["<h2>Space</h2>", f'<pre id="space">{html.escape(text)}</pre>']
 
 
 def write_report(study: optuna.Study, metrics: Sequence[str], path: Path) -> Path:

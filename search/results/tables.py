@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
+from search.results.facts import duration, metric_names
 from search.results.select import best_trials
 
 __all__ = ["best_trials", "compact_params", "fmt", "front_table", "studies_table", "trial_json", "trial_line"]
@@ -77,22 +78,27 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def front_table(study: optuna.Study, metrics: Sequence[str]) -> str:
-    """The Pareto-optimal trials (or the best one) as a text table."""
+    """The Pareto-optimal trials (or the best one) as a text table.
+
+    ``seconds`` is hpsearch's training time, else the trial's start to completion; a column no
+    trial has a value for (``epochs`` in a study made without hpsearch) is left out.
+    """
     trials = best_trials(study)
     title = "Pareto-optimal trials" if len(study.directions) > 1 else "Best trial"
     if not trials:
         return f"{title}: none yet (no trial completed)"
-    header = ["trial", *metrics, "epochs", "params"]
-    rows = [
-        [
-            str(t.number),
-            *(fmt(v) for v in t.values),
-            fmt(t.user_attrs.get(keys.EPOCHS_RUN)),
-            compact_params(t.params),
-        ]
-        for t in trials
+    columns: list[tuple[str, list[Any]]] = [
+        ("trial", [t.number for t in trials]),
+        *((m, [t.values[i] for t in trials]) for i, m in enumerate(metrics)),
+        ("epochs", [t.user_attrs.get(keys.EPOCHS_RUN) for t in trials]),
+        ("seconds", [duration(t) for t in trials]),
+        ("params", [compact_params(t.params) for t in trials]),
     ]
-    return f"{title} of study {study.study_name!r}:\n" + _table(header, rows)
+    shown = [(name, cells) for name, cells in columns if any(c is not None for c in cells)]
+    rows = [
+        [fmt(cells[r]) if cells[r] is not None else "-" for _, cells in shown] for r in range(len(trials))
+    ]
+    return f"{title} of study {study.study_name!r}:\n" + _table([name for name, _ in shown], rows)
 
 
 def studies_table(storage: optuna.storages.BaseStorage) -> str:
@@ -106,7 +112,7 @@ def studies_table(storage: optuna.storages.BaseStorage) -> str:
         trials = study.get_trials(deepcopy=False)
         counts = {st: sum(t.state == st for t in trials) for st in TrialState}
         states = " ".join(f"{st.name.lower()}={n}" for st, n in counts.items() if n)
-        metrics = s.user_attrs.get(keys.METRICS) or [f"value{i}" for i in range(len(s.directions))]
+        metrics = metric_names(study)
         best = best_trials(study)
         if len(s.directions) == 1:
             best_s = f"{metrics[0]}={fmt(best[0].value)} (#{best[0].number})" if best else "-"
@@ -131,7 +137,8 @@ def _extreme(trials: Sequence[FrozenTrial], i: int, direction: str) -> float:
 
 
 def trial_json(trial: FrozenTrial, metrics: Sequence[str]) -> dict[str, Any]:
-    """A trial as plain JSON: number, objective values by metric, params and recorded attrs."""
+    """A trial as plain JSON: number, objective values by metric, params, recorded attrs, its
+    duration in seconds and its intermediate values (by step; empty when it reported none)."""
     attrs = {k: v for k, v in trial.user_attrs.items() if k != keys.CURVES}
     return {
         "number": trial.number,
@@ -139,4 +146,6 @@ def trial_json(trial: FrozenTrial, metrics: Sequence[str]) -> dict[str, Any]:
         "values": dict(zip(metrics, trial.values or [], strict=False)),
         "params": trial.params,
         "user_attrs": attrs,
+        "seconds": duration(trial),
+        "intermediate_values": {str(step): v for step, v in sorted(trial.intermediate_values.items())},
     }

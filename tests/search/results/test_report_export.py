@@ -113,7 +113,9 @@ def test_report_is_self_contained_and_shows_the_front(tmp_path: Path) -> None:
     ):
         assert title in page
     assert "Slice plots (val_accuracy)" in page and "Slice plots (train_seconds)" in page
-    assert page.count('class="plotly-graph-div"') == 5 and 'class="note"' not in page
+    assert "Learning curves (val_accuracy by epoch)" in page  # from hpsearch's curves
+    assert page.count('class="plotly-graph-div"') == 6 and 'class="note"' not in page
+    assert "units: {type: int, low: 4, high: 64}" in page.split('<pre id="space">')[1]  # the space's text
 
 
 def test_single_objective_report_shows_the_history(tmp_path: Path) -> None:

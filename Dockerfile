@@ -1,20 +1,41 @@
-# hpsearch workers and dashboard. GPU support comes from TensorFlow's CUDA wheels
-# (tensorflow[and-cuda]); the NVIDIA driver comes from the host via the container toolkit.
-FROM python:3.11-slim AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv
-COPY pyproject.toml README.md /src/
+# hpsearch workers and dashboard on Debian 12 and its Python 3.11.
+# EXTRAS picks the pyproject.toml extras installed beside the package (comma-separated):
+#   gpu (default)  TensorFlow with its CUDA wheels (tensorflow[and-cuda]); the NVIDIA driver comes
+#                  from the host via the container toolkit
+#   ""             CPU only (what `make compose-test` builds and runs)
+#   another backend's extra, e.g. jax or torch, with KERAS_BACKEND=jax / torch (docs/compose.md)
+# The dependencies install in a layer of their own, before the source is copied, so editing the
+# source reuses them; a pip cache mount keeps wheels between builds that change them.
+FROM debian:bookworm-slim AS build
+ARG EXTRAS=gpu
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3=3.11.2-1+b1 python3-venv=3.11.2-1+b1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv
+# pyproject.toml alone (and an empty README) installs no package, only the dependencies,
+# pinned by constraints.txt: this layer is rebuilt only when one of the two files changes
+COPY pyproject.toml constraints.txt /src/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    touch /src/README.md \
+    && /opt/venv/bin/pip install -c /src/constraints.txt "/src${EXTRAS:+[$EXTRAS]}"
+COPY README.md /src/
 COPY search /src/search
 COPY spaces /src/spaces
 COPY storage /src/storage
-RUN /opt/venv/bin/pip install "/src[gpu]"
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --force-reinstall /src \
+    && /opt/venv/bin/pip check
 
-FROM python:3.11-slim
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
-COPY --from=build /opt/venv /opt/venv
-RUN useradd --create-home --uid 10001 hpsearch \
+FROM debian:bookworm-slim
+ARG KERAS_BACKEND=tensorflow
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3=3.11.2-1+b1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 hpsearch \
     && mkdir -p /locks /work /artifacts /home/hpsearch/.keras \
     && chown hpsearch:hpsearch /locks /work /artifacts /home/hpsearch/.keras
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=$KERAS_BACKEND
+COPY --from=build /opt/venv /opt/venv
 USER 10001
 WORKDIR /work
 ENTRYPOINT ["hpsearch"]

@@ -94,7 +94,7 @@ def _best_table(study: optuna.Study, metrics: Sequence[str]) -> str:
         return '<p class="note">no trial completed yet</p>'
     columns: list[tuple[str, list[str | None]]] = [
         ("trial", [str(t.number) for t in trials]),
-        *((m, [fmt(t.values[i]) for t in trials]) for i, m in enumerate(metrics)),
+        *((m, [_shown(t.values[i], fmt) for t in trials]) for i, m in enumerate(metrics)),
         ("epochs", [_shown(t.user_attrs.get(keys.EPOCHS_RUN), fmt) for t in trials]),
         ("seconds", [_shown(duration(t), fmt) for t in trials]),
         ("weights", [_shown(t.user_attrs.get(keys.PARAM_COUNT), "{:,}".format) for t in trials]),

@@ -97,8 +97,8 @@ def _best_table(study: optuna.Study, metrics: Sequence[str]) -> str:
         *((m, [_shown(t.values[i], fmt) for t in trials]) for i, m in enumerate(metrics)),
         ("epochs", [_shown(t.user_attrs.get(keys.EPOCHS_RUN), fmt) for t in trials]),
         ("seconds", [_shown(duration(t), fmt) for t in trials]),
-        ("weights", [_shown(t.user_attrs.get(keys.PARAM_COUNT), "{:,}".format) for t in trials]),
-        ("FLOPs", [_shown(t.user_attrs.get(keys.FLOPS), "{:,}".format) for t in trials]),
+        ("weights", [_shown(t.user_attrs.get(keys.PARAM_COUNT), _count) for t in trials]),
+        ("FLOPs", [_shown(t.user_attrs.get(keys.FLOPS), _count) for t in trials]),
         ("device", [_shown(t.user_attrs.get(keys.DEVICE), str) for t in trials]),
         ("parameters", [compact_params(t.params) for t in trials]),
     ]
@@ -113,6 +113,11 @@ def _best_table(study: optuna.Study, metrics: Sequence[str]) -> str:
 
 def _shown(value: Any, show: Callable[[Any], str]) -> str | None:
     return None if value is None else show(value)
+
+
+def _count(value: Any) -> str:
+    """``12,345`` for a number; anything else (a script's own attr of that name) as it is."""
+    return f"{value:,}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def _curves(study: optuna.Study, metric: str) -> tuple[str, Callable[[], go.Figure]] | None:

@@ -188,3 +188,18 @@ def test_duration_prefers_hpsearch_training_time() -> None:
     assert duration(trained) == 12.5
     running = create_trial(state=TrialState.RUNNING, params={"x": 0.5}, distributions=dist)
     assert duration(running) is None
+
+
+def test_a_script_s_own_attrs_under_hpsearch_s_names_are_shown_as_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'own.db'}"
+    study = optuna.create_study(storage=url, study_name="own", direction="maximize")
+    attrs = {"param_count": "1M", "train_seconds": "fast", "curves": [1, 2], "epochs_run": "all"}
+    study.optimize(lambda t: [t.set_user_attr(k, v) for k, v in attrs.items()] and 1.0, n_trials=1)
+    row = _cli(["best", "--study", "own", "--storage", url], capsys).splitlines()[3].split()
+    assert row[:3] == ["0", "1.0000", "all"] and float(row[3]) >= 0  # seconds: start to completion
+    out = tmp_path / "own.html"
+    _cli(["report", "--study", "own", "--storage", url, "--out", str(out)], capsys)
+    table = out.read_text().split('<table id="best-trials">')[1].split("</table>")[0]
+    assert "<td>1M</td>" in table and "<td>all</td>" in table

@@ -21,6 +21,7 @@ PARAMS: Final = "params"  # every hyperparameter, fixed ones included (per-layer
 DEVICE: Final = "device"
 DEVICE_INFO: Final = "device_info"
 PRECISION: Final = "precision"
+BACKEND: Final = "backend"  # Keras 3's backend: tensorflow, jax or torch
 PARAM_COUNT: Final = "param_count"
 FLOPS: Final = "flops"  # forward pass, per sample
 EPOCHS_RUN: Final = "epochs_run"

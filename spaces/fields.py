@@ -146,6 +146,8 @@ def _describe(domain: Domain) -> str:
 
 def _domain(value: Any, f: schema.Field, field: str, err: Err) -> tuple[Domain, Any]:
     """Turn a field's YAML value into a domain (and its raw ``when``, if any)."""
+    if not f.searchable and isinstance(value, list | dict):
+        raise err(field, f"one value per space, not searched; expected {f.describe()}, got {show(value)}")
     if isinstance(value, list):
         value = {"type": "categorical", "choices": value}
     if not isinstance(value, dict):

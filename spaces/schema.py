@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 __all__ = [
     "ACTIVATIONS",
+    "BACKENDS",
     "DATASETS",
     "DATASET_INFO",
     "FAMILIES",
@@ -56,6 +57,8 @@ OPTIMIZER_CLASSES: dict[str, str] = {
 }
 OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 FAMILIES = ("mlp", "cnn")
+# Keras 3 backends a worker may train on (training.backend, --backend, KERAS_BACKEND)
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class Field:
     per_layer: str | None = None
     families: tuple[str, ...] = FAMILIES
     flat: str | None = None  # name in the params dict when it differs from the key
+    searchable: bool = True  # False: one fixed value per space (e.g. training.backend)
 
     def describe(self) -> str:
         """The accepted values, for error messages."""
@@ -164,6 +168,8 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "patience": Field("int", 0, low=0, high=100_000),
         "normalize": Field("bool", True),
         "mixed_precision": Field("bool", False),  # float16 compute on a GPU; float32 on the CPU
+        # Keras 3's backend; a process runs one, so it is one fixed value, never searched
+        "backend": Field("name", "tensorflow", names=BACKENDS, searchable=False),
     },
 }
 

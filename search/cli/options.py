@@ -119,6 +119,11 @@ DEVICE = (
 )
 WORKER = (
     *DEVICE,
+    option(
+        "--backend",
+        choices=("tensorflow", "jax", "torch"),
+        help="Keras 3 backend (default: $KERAS_BACKEND, else the space's training.backend, else tensorflow)",
+    ),
     option("--timeout", type=positive_float, help="start no new trial after S seconds"),
     option("--max-failures", type=positive_int, default=5, help="stop after N failed trials in a row"),
     option(

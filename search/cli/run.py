@@ -70,6 +70,7 @@ def _work(
         url,
         device=args.device,
         per_gpu=args.per_gpu,
+        backend=args.backend,
         index=getattr(args, "index", None),
         max_trials=getattr(args, "max_trials", None),
         timeout=args.timeout,
@@ -251,6 +252,7 @@ def _worker_argv(study: str, index: int, args: argparse.Namespace) -> list[str]:
         ("--data-dir", args.data_dir),
         ("--artifacts", args.artifacts),
         ("--hypermodel", args.hypermodel),
+        ("--backend", args.backend),
     ):
         if value:
             argv += [flag, str(value)]

@@ -16,6 +16,7 @@ from search.errors import TrialFailed, WorkerStopping
 from search.hypermodels.loader import load_builder
 from search.results import artifacts
 from search.results.select import best_epoch
+from search.trial import backend
 from search.trial.build import build_model, failure_reason
 from search.trial.callbacks import CurveRecorder, NanGuard, StopWhen
 from search.trial.models import count_flops
@@ -33,10 +34,7 @@ __all__ = ["Objective", "describe_device"]
 
 def describe_device() -> str:
     """Where Keras trains in this process: the first visible GPU, else the CPU."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_logical_devices("GPU")
-    return gpus[0].name.replace("/device:", "") if gpus else "CPU"
+    return backend.describe_device(keras.backend.backend())
 
 
 class Objective:
@@ -45,7 +43,8 @@ class Objective:
     Every finished trial records user attrs: ``val_accuracy``, ``val_loss``, ``accuracy``,
     ``loss``, ``train_seconds`` (``model.fit`` only), ``epochs_run``, ``best_epoch`` (the epoch
     whose weights and metrics are kept), ``params`` (every hyperparameter, fixed ones included),
-    ``param_count``, ``flops`` (forward, per sample), ``device``, ``curves`` (per-epoch
+    ``param_count``, ``flops`` (forward, per sample), ``device``, ``backend`` (Keras 3's:
+    tensorflow, jax or torch), ``curves`` (per-epoch
     metrics) and ``fast_paths`` (steps per execution, validation batch, XLA: what
     :func:`search.trial.training.fit` chose).
 
@@ -99,6 +98,7 @@ class Objective:
         if self.stop.is_set():  # asked to stop between trials: hand this one back untouched
             raise self._stopping(trial)
         params = self.space.sample(trial)
+        params["backend"] = keras.backend.backend()  # the one it trains on (--backend may override)
         keras.backend.clear_session(free_memory=False)  # the one gc.collect() is below
         freeze_long_lived()  # frees the last trial's model; what survives is not walked again
         keras.utils.set_random_seed(self.space.seed + trial.number)
@@ -107,6 +107,7 @@ class Objective:
         setup: dict[str, Any] = {
             keys.PARAMS: _jsonable(params),
             keys.DEVICE: self.device,
+            keys.BACKEND: keras.backend.backend(),
             keys.PRECISION: "mixed_float16" if mixed else "float32",
         }
         if self.device_info is not None:

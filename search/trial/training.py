@@ -5,15 +5,19 @@ A search is hundreds of trainings, so per-step Python overhead matters more than
 callbacks, plus these fast paths (measured in docs/benchmarks.md, "Fast trials"):
 
 - **Data as ready tensors, once per worker** (:func:`prepare`): the float32 arrays become
-  TensorFlow tensors once per process (on the first GPU when one is visible), so a trial does
-  not copy the dataset again; ``model.fit`` slices them with its own vectorized ``tf.data``
-  pipeline, so batches and shuffling are those of a plain ``fit`` on the numpy arrays.
+  the backend's tensors once per process (on the first GPU when one is visible; see
+  :func:`search.trial.backend.to_device`), so a trial does not copy the dataset again;
+  ``model.fit`` slices them with its own array adapter (TensorFlow: a vectorized ``tf.data``
+  pipeline; JAX / PyTorch: indexing on the device), so batches and shuffling are those of a
+  plain ``fit`` on the numpy arrays.
 - **steps_per_execution** (:func:`pick_steps_per_execution`): several optimizer steps run in
   one ``tf.function`` call. Every step is still one optimizer update on one batch of
   ``batch_size`` samples (the last one partial), so the number of updates per epoch stays
   ``ceil(n / batch_size)``. Per-batch callbacks (NaN guard, SIGTERM / timeout stop) see the
   logs every execution: the logged loss is the epoch's running mean, so a NaN in any step of
-  the execution still shows, and a stop request waits at most one execution.
+  the execution still shows, and a stop request waits at most one execution. TensorFlow and
+  JAX take it (on JAX it also saves a device-to-host sync of the logs per step); PyTorch's
+  trainer refuses it, so there it stays 1.
 - **Large validation batches** of equal size (at most 4096; 6000 samples -> 2 x 3000, so
   one traced shape): validation is a forward pass only, its metrics are sample-weighted
   means, so a larger batch changes nothing but the time it takes.
@@ -22,7 +26,8 @@ callbacks, plus these fast paths (measured in docs/benchmarks.md, "Fast trials")
   time by a third or more, but compiles for ~0.5 s per trial and made a CNN 2x slower. So it
   is on for models built only of layers measured faster with it, in trials long enough to
   repay the compile; only the training step is compiled (validation gains nothing from it).
-  On a GPU Keras' own ``"auto"`` choice stands for both.
+  On a GPU Keras' own ``"auto"`` choice stands for both. This is TensorFlow's only: JAX
+  compiles every step with XLA anyway, and PyTorch's ``torch.compile`` keeps Keras' default (off).
 - **No retracing**: the train / test functions are traced once per trial (one model); each
   epoch reuses them, because every epoch feeds tensors of the same shapes.
 
@@ -43,9 +48,9 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-if TYPE_CHECKING:
-    import tensorflow as tf
+from search.trial import backend
 
+if TYPE_CHECKING:
     from search.trial.data import Dataset
 
 __all__ = [
@@ -92,7 +97,8 @@ class FastPaths:
         validation_batch_size: Batch size of the validation pass; ``None`` uses the training
             batch size (Keras' default).
         jit_compile: XLA for the training step; ``None`` picks per trial with
-            :func:`pick_jit_compile` on a CPU and leaves Keras' choice on a GPU.
+            :func:`pick_jit_compile` on a CPU and leaves Keras' choice on a GPU. TensorFlow
+            only: JAX and PyTorch always keep Keras' choice.
     """
 
     steps_per_execution: int | None = None
@@ -109,18 +115,20 @@ class PreparedData:
     """A dataset's arrays as ready tensors, built once per worker process by :func:`prepare`.
 
     Attributes:
-        x_train: Training images, float32, raw pixel scale.
+        x_train: Training images, float32, raw pixel scale (a tensor of the backend).
         y_train: Training labels, int32.
         x_val: Validation images.
         y_val: Validation labels.
-        device: Where the tensors live (``"CPU"`` or a GPU name).
+        device: Where the tensors live (``"CPU:0"`` or a GPU name).
+        backend: The Keras backend the tensors belong to.
     """
 
-    x_train: tf.Tensor = field(repr=False)
-    y_train: tf.Tensor = field(repr=False)
-    x_val: tf.Tensor = field(repr=False)
-    y_val: tf.Tensor = field(repr=False)
+    x_train: Any = field(repr=False)
+    y_train: Any = field(repr=False)
+    x_val: Any = field(repr=False)
+    y_val: Any = field(repr=False)
     device: str
+    backend: str = backend.DEFAULT
 
     @property
     def n_train(self) -> int:
@@ -139,17 +147,10 @@ def prepare(dataset: Dataset) -> PreparedData:
     cached = _PREPARED.get(dataset)
     if cached is not None:
         return cached
-    import tensorflow as tf
-
-    gpus = tf.config.list_logical_devices("GPU")
-    device = gpus[0].name if gpus else "/CPU:0"
-    with tf.device(device):
-        x_train, y_train, x_val, y_val = (
-            tf.identity(tf.convert_to_tensor(a))
-            for a in (dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val)
-        )
-    where = device.replace("/device:", "").strip("/")
-    prepared = PreparedData(x_train, y_train, x_val, y_val, device=where)
+    name = keras.backend.backend()
+    arrays = (dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val)
+    (x_train, y_train, x_val, y_val), where = backend.to_device(name, arrays)
+    prepared = PreparedData(x_train, y_train, x_val, y_val, device=where, backend=name)
     _PREPARED[dataset] = prepared
     return prepared
 
@@ -236,21 +237,25 @@ def fit(
 
     Returns:
         What the run used: ``steps_per_execution``, ``validation_batch_size``, ``jit_compile``
-        (of the training step; recorded in the trial so runs stay comparable).
+        (of the training step: XLA on TensorFlow and JAX, ``torch.compile`` on PyTorch;
+        recorded in the trial so runs stay comparable).
     """
+    name = keras.backend.backend()
     spe = paths.steps_per_execution or pick_steps_per_execution(
         batch_size=batch_size, n_train=data.n_train, flops_per_sample=flops_per_sample
     )
+    if not backend.supports_steps_per_execution(name):
+        spe = 1
     # set before the first fit: Keras builds the train / test functions lazily from these
     model.steps_per_execution = spe
     on_cpu = data.device.startswith("CPU")
-    jit = paths.jit_compile
-    if jit is None and on_cpu:
+    jit = paths.jit_compile if backend.owns_xla(name) else None
+    if jit is None and on_cpu and backend.owns_xla(name):
         jit = pick_jit_compile(model, total_steps=epochs * math.ceil(data.n_train / batch_size))
     if jit is not None:
         model.jit_compile = jit  # Keras turns it off (with a warning) for layers XLA cannot take
     xla_train = bool(model.jit_compile)
-    if on_cpu and xla_train:
+    if on_cpu and xla_train and backend.owns_xla(name):
         model.make_train_function(force=True)  # the XLA training step, which fit reuses ...
         model.jit_compile = False  # ... and the test step, built later, without XLA
     val_batch = paths.validation_batch_size

@@ -1,19 +1,19 @@
 """Which device a worker trains on: GPU discovery, a pure placement plan, claims, and applying it.
 
-- :func:`discover` asks ``nvidia-smi`` (never TensorFlow, which must not be imported before the
-  choice is applied) and honours a ``CUDA_VISIBLE_DEVICES`` the user already set.
+- :func:`discover` asks ``nvidia-smi`` (never a Keras backend, which must not be imported before
+  the choice is applied) and honours a ``CUDA_VISIBLE_DEVICES`` the user already set.
 - :func:`plan` is a pure function: (worker index, visible GPUs, policy, claimed slots) -> placement.
   Workers are spread over GPUs first (slot 0 of every GPU before slot 1 of any).
 - :func:`claim` makes separately started workers on one host take distinct slots: each slot is
   an exclusive ``flock`` on a file, which the kernel releases when the holder dies, even by
   ``kill -9``.
-- :func:`apply` sets ``CUDA_VISIBLE_DEVICES`` before TensorFlow is imported; :func:`configure_tf`
-  sets memory growth, or a memory cap of about 1/K of the card when K workers share it.
+- :func:`apply` sets ``CUDA_VISIBLE_DEVICES`` and the backend's memory settings before the
+  backend is imported; :func:`configure` sets memory growth, or a memory cap of about 1/K of the
+  card when K workers share it, after (per backend: :mod:`search.trial.backend`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import subprocess
@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from search.errors import ConfigError
+from search.trial import backend
 
-__all__ = ["Gpu", "Placement", "Policy", "apply", "claim", "configure_tf", "discover", "plan"]
+__all__ = ["Gpu", "Placement", "Policy", "apply", "claim", "configure", "discover", "plan"]
 
 QUERY = "index,uuid,name,memory.total,memory.used,utilization.gpu"
 SMI_TIMEOUT_S = 10
@@ -71,6 +72,14 @@ class Placement:
         if self.gpu is None or self.per_gpu == 1:
             return None
         return int(self.gpu.memory_total_mib * 0.95) // self.per_gpu
+
+    @property
+    def memory_fraction(self) -> float | None:
+        """:attr:`memory_limit_mib` as a fraction of the card (JAX's and PyTorch's unit)."""
+        limit = self.memory_limit_mib
+        if limit is None or self.gpu is None or not self.gpu.memory_total_mib:
+            return None
+        return limit / self.gpu.memory_total_mib
 
     def describe(self) -> str:
         if self.gpu is None:
@@ -240,25 +249,21 @@ def claim(gpus: Sequence[Gpu], policy: Policy, *, start: int = 0) -> Claim:
     return Claim(plan(0, gpus, policy, claimed=taken))
 
 
-def apply(placement: Placement, environ: dict[str, str] | None = None) -> None:
-    """Make only the placement's GPU visible; call it before TensorFlow is imported."""
+def apply(
+    placement: Placement, environ: dict[str, str] | None = None, *, backend_name: str = backend.DEFAULT
+) -> None:
+    """Make only the placement's GPU visible (and cap JAX's memory); before the backend's import."""
     env = os.environ if environ is None else environ
     env["CUDA_VISIBLE_DEVICES"] = "-1" if placement.gpu is None else placement.gpu.uuid
+    if placement.gpu is not None:
+        backend.limit_memory(backend_name, placement.memory_fraction, env)
 
 
-def configure_tf(placement: Placement) -> None:
-    """After TensorFlow's import: memory growth, or the memory cap of a shared GPU."""
-    import tensorflow as tf
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        limit = placement.memory_limit_mib
-        with contextlib.suppress(RuntimeError):  # already initialised: nothing left to set
-            if limit is None:
-                tf.config.experimental.set_memory_growth(gpu, True)
-            else:
-                tf.config.set_logical_device_configuration(
-                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)]
-                )
+def configure(placement: Placement, backend_name: str = backend.DEFAULT) -> None:
+    """After the backend's import: memory growth, or the memory cap of a shared GPU."""
+    backend.configure(
+        backend_name, memory_limit_mib=placement.memory_limit_mib, fraction=placement.memory_fraction
+    )
 
 
 def as_dict(placement: Placement) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 :func:`run_worker` is what ``hpsearch run`` (one process) and ``hpsearch worker`` do once the
 study, its space and the data are open; it takes plain values, not parsed command-line arguments.
-Heavy imports (TensorFlow through the objective) happen inside it, after the device is fixed.
+Heavy imports (Keras and its backend, through the objective) happen inside it, after the backend
+and the device are fixed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def run_worker(
     *,
     device: str = "auto",
     per_gpu: int = 1,
+    backend: str | None = None,
     index: int | None = None,
     max_trials: int | None = None,
     timeout: float | None = None,
@@ -55,6 +57,8 @@ def run_worker(
         url: the storage URL (for the artifacts directory and whether heartbeats are recorded).
         device: ``auto``, ``cpu``, ``gpu`` or ``gpu:N``.
         per_gpu: workers sharing each GPU.
+        backend: ``--backend`` (tensorflow, jax or torch); None: ``$KERAS_BACKEND``, else the
+            space's ``training.backend`` (:func:`search.trial.backend.resolve`).
         index: the worker's index (device slot and sampler seed); None: 0.
         max_trials: at most this many trials from this worker (across memory restarts).
         timeout: start no new trial after this many seconds; None: the space's ``budget.timeout``.
@@ -74,19 +78,25 @@ def run_worker(
         stopped it, 1 when too many trials failed in a row.
 
     Raises:
+        ConfigError: the backend is not installed, or Keras already runs on another one here.
         storage.DatabaseUnavailable: the database stayed unreachable for longer than
             ``$HPSEARCH_DB_OUTAGE_S`` seconds (default 120), or refused for good (the CLI prints
             its one line and exits 2); the message says what became of the running trial.
     """
+    from search.trial import backend as backends
     from search.worker import devices, recycle
     from search.worker.loop import MAX_FAILURES_IN_ROW, run
     from search.worker.native import quiet_native_stderr
 
+    chosen = backends.resolve(backend, space)
+    backends.select(chosen)  # before Keras is imported; a conflict stops here, in one line
     start = index or 0
     gpus, why = devices.discover()
     held = devices.claim(gpus, devices.Policy(device, per_gpu), start=start)
-    devices.apply(held.placement)  # before TensorFlow is imported
+    devices.apply(held.placement, backend_name=chosen.name)  # before the backend is imported
     print(f"device: {held.placement.describe() if gpus else 'CPU (' + why + ')'}", flush=True)
+    if chosen.name != backends.DEFAULT:
+        print(f"backend: {chosen.name} ({chosen.source})", flush=True)
     from search.results import artifacts
 
     artifacts.use(artifacts.open_store(artifacts.resolve_dir(artifacts_dir, url)))
@@ -94,7 +104,7 @@ def run_worker(
     with quiet_native_stderr(enabled=quiet):
         from search.trial.objective import Objective
 
-        devices.configure_tf(held.placement)
+        devices.configure(held.placement, chosen.name)
         objective = Objective(
             space,
             dataset,

@@ -196,7 +196,13 @@ def test_a_script_s_own_attrs_under_hpsearch_s_names_are_shown_as_they_are(
     url = f"sqlite:///{tmp_path / 'own.db'}"
     study = optuna.create_study(storage=url, study_name="own", direction="maximize")
     attrs = {"param_count": "1M", "train_seconds": "fast", "curves": [1, 2], "epochs_run": "all"}
-    study.optimize(lambda t: [t.set_user_attr(k, v) for k, v in attrs.items()] and 1.0, n_trials=1)
+
+    def objective(trial: optuna.Trial) -> float:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return 1.0
+
+    study.optimize(objective, n_trials=1)
     row = _cli(["best", "--study", "own", "--storage", url], capsys).splitlines()[3].split()
     assert row[:3] == ["0", "1.0000", "all"] and float(row[3]) >= 0  # seconds: start to completion
     out = tmp_path / "own.html"

@@ -13,14 +13,23 @@ from typing import Any
 import optuna
 
 import storage
-from search.cli.options import ARTIFACTS, IN_STUDY, JSON, STORAGE, server
+from search.cli.options import ARTIFACTS, JSON, STORAGE, STUDY, server
 from search.cli.output import print_json
 from search.cli.registry import Commands, option
-from search.errors import ConfigError
+from search.errors import ConfigError, StorageError
+from spaces import check_name
 
 __all__ = ["commands", "studies_json"]
 
 commands = Commands()
+
+# best, report and export read a study and name no file after it: they take any name a study in
+# the storage has (a plain Optuna script's "lr sweep" too); a name outside hpsearch's rule that no
+# study has is refused by that rule.
+ANY_STUDY = (
+    STUDY.but(type=str, help="study name (any study in the storage, made by hpsearch or not)"),
+    STORAGE,
+)
 
 
 def _read(url_option: str | None) -> optuna.storages.BaseStorage:
@@ -71,11 +80,15 @@ def _study(args: argparse.Namespace) -> optuna.Study:
     """``--study`` in ``--storage``: made by hpsearch or by any Optuna script."""
     from search.results.facts import load_study
 
-    return load_study(_read(args.storage), args.study)
+    try:
+        return load_study(_read(args.storage), args.study)
+    except StorageError:
+        check_name(args.study, "argument --study")  # a name hpsearch's rule refuses: that rule's line
+        raise
 
 
 @commands.command(
-    "best", IN_STUDY, JSON, help="the best trial, or the Pareto front of a multi-objective study"
+    "best", ANY_STUDY, JSON, help="the best trial, or the Pareto front of a multi-objective study"
 )
 def cmd_best(args: argparse.Namespace) -> int:
     from search.results.facts import metric_names
@@ -98,7 +111,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 @commands.command(
     "report",
-    IN_STUDY,
+    ANY_STUDY,
     option("--out", default="report.html", help="the HTML file to write (default: report.html)"),
     help="a self-contained HTML report of a study (plots, best trials)",
 )
@@ -119,7 +132,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 @commands.command(
     "export",
-    IN_STUDY,
+    ANY_STUDY,
     option("--format", choices=["csv", "json"], required=True, help="csv or json"),
     option("--out", help="file to write (default: stdout)"),
     help="every trial of a study as CSV or JSON",

@@ -209,3 +209,19 @@ def test_a_script_s_own_attrs_under_hpsearch_s_names_are_shown_as_they_are(
     _cli(["report", "--study", "own", "--storage", url, "--out", str(out)], capsys)
     table = out.read_text().split('<table id="best-trials">')[1].split("</table>")[0]
     assert "<td>1M</td>" in table and "<td>all</td>" in table
+
+
+def test_any_name_a_script_gave_its_study_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'named.db'}"
+    optuna.create_study(storage=url, study_name="lr sweep: 1/2").optimize(lambda t: 1.0, n_trials=1)
+    assert "lr sweep: 1/2" in _cli(["studies", "--storage", url], capsys)
+    assert "Best trial of study 'lr sweep: 1/2'" in _cli(
+        ["best", "--study", "lr sweep: 1/2", "--storage", url], capsys
+    )
+    assert '"lr sweep: 1/2"' in _cli(
+        ["export", "--study", "lr sweep: 1/2", "--storage", url, "--format", "json"], capsys
+    )
+    assert (
+        main(["best", "--study", "lr sweep", "--storage", url]) == 2
+    )  # a name no study has: hpsearch's rule
+    assert "argument --study: expected a name of letters" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from spaces import schema, sections
+from spaces import datasets, schema, sections
 from spaces.domains import FloatRange, Param
 from spaces.errors import ConfigError
 from spaces.fields import Err, as_int, known, mapping, parse_params, show
@@ -94,8 +94,8 @@ def loads(text: str, *, source: str = "<space>", base_dir: Path | None = None) -
     """Parse and validate a space from YAML text; ``source`` names it in error messages.
 
     ``base_dir`` is the directory of the file the text came from: a ``model.hypermodel`` file
-    is resolved (and hashed, never imported) against it. Without it -- text read back from a
-    study -- the hypermodel stays unresolved and a worker must name its own copy.
+    and a dataset's file or loader are resolved (and hashed, never read or imported) against it.
+    Without it -- text read back from a study -- they stay unresolved: a worker binds them.
     """
     err = Err(source)
     doc = mapping(parse(text, err), "", err, allowed=_TOP)
@@ -107,20 +107,28 @@ def loads(text: str, *, source: str = "<space>", base_dir: Path | None = None) -
     if seed >= 2**32:
         raise err("seed", f"expected an integer below 2**32, got {seed}")
     model = mapping(doc.get("model", {}), "model", err)
-    objectives = sections.objectives(doc.get("objectives"), err)
+    training = dict(mapping(doc.get("training", {}), "training", err))
+    extra = sections.logged_metrics(training.pop("metrics", None), err)
+    param_doc = {**doc, "training": training}  # the parameters, without the list of metrics
     hypermodel: HypermodelRef | None = None
     if "hypermodel" in model:
+        if extra:
+            raise err("training.metrics", "not used with model.hypermodel: it compiles its own metrics")
         hypermodel = parse_hypermodel(model, doc, base_dir, err)
         family = "hypermodel"
-        params = _training_params(doc, err)
+        params = _training_params(param_doc, err)
     else:
         family = model.get("family", "mlp")
         if not known(family, schema.FAMILIES):
             raise err("model.family", f"expected one of {', '.join(schema.FAMILIES)}, got {family!r}")
-        params = parse_params(doc, family, err)
-    dataset = sections.dataset(doc.get("dataset"), err)
+        params = parse_params(param_doc, family, err)
+    logged = None if hypermodel is not None else ("accuracy", "loss", *extra)
+    objectives = sections.objectives(doc.get("objectives"), logged, err)
+    dataset = datasets.dataset(doc.get("dataset"), base_dir, err)
+    if family == "cnn" and dataset.kind == "csv":
+        raise err("model.family", f"cnn needs images; {dataset.name} holds table rows (use family mlp)")
     sampler = sections.sampler(doc.get("sampler", {}), seed, len(objectives), err)
-    pruner = sections.pruner(doc.get("pruner", {}), objectives, err)
+    pruner = sections.pruner(doc.get("pruner", {}), objectives, logged, err)
     budget = sections.budget(doc.get("budget", {}), err)
     # what the trials mean: not the description, not how many of them to run
     meaning = {k: v for k, v in doc.items() if k not in ("description", "budget")}
@@ -140,6 +148,7 @@ def loads(text: str, *, source: str = "<space>", base_dir: Path | None = None) -
         budget=budget,
         params=params,
         hypermodel=hypermodel,
+        logged=logged or (),
     )
     if space.sampler.type == "grid":
         _check_grid(space, err)

@@ -16,12 +16,14 @@ __all__ = [
     "DATASET_INFO",
     "FAMILIES",
     "INITIALIZERS",
+    "KERAS_METRICS",
     "METRICS",
     "OPTIMIZERS",
     "OPTIMIZER_CLASSES",
     "PRUNERS",
     "SAMPLERS",
     "SECTIONS",
+    "STUDY_METRICS",
     "BundledDataset",
     "Field",
     "PrunerKind",
@@ -95,17 +97,32 @@ DATASET_INFO: dict[str, BundledDataset] = {
 }
 DATASETS = tuple(DATASET_INFO)
 
-# metric -> the direction that makes sense for it
-METRICS: dict[str, str] = {
-    "val_accuracy": "maximize",
-    "val_loss": "minimize",
-    "accuracy": "maximize",
-    "loss": "minimize",
-    "train_seconds": "minimize",
-    "param_count": "minimize",
-    "flops": "minimize",
+# Keras metrics a declarative model may log besides accuracy and loss (``training.metrics``):
+# name -> (class in keras.metrics, its options); each is logged as NAME and val_NAME
+KERAS_METRICS: dict[str, tuple[str, dict[str, Any]]] = {
+    "auc": ("AUC", {}),
+    "prc": ("AUC", {"curve": "PR"}),  # area under the precision-recall curve
+    "precision": ("Precision", {}),
+    "recall": ("Recall", {}),
 }
-# metrics that exist per epoch, so a pruner can watch them
+# what hpsearch measures itself, once per trial
+STUDY_METRICS: dict[str, str] = {"train_seconds": "minimize", "param_count": "minimize", "flops": "minimize"}
+# metric -> the direction that makes sense for it (a metric not listed needs its direction given)
+METRICS: dict[str, str] = {
+    **{
+        f"{prefix}{name}": direction
+        for name, direction in (
+            ("accuracy", "maximize"),
+            ("loss", "minimize"),
+            *((m, "maximize") for m in KERAS_METRICS),
+            ("mae", "minimize"),
+            ("mse", "minimize"),
+        )
+        for prefix in ("val_", "")
+    },
+    **STUDY_METRICS,
+}
+# metrics every declarative model logs per epoch, so a pruner can watch them
 EPOCH_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
 
 

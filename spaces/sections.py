@@ -1,5 +1,6 @@
-"""The top-level sections of a space file that are not parameters: dataset, objectives, sampler,
-pruner and budget, each checked into its frozen spec.
+"""The top-level sections of a space file that are not parameters: objectives (and the metrics
+the model logs), sampler, pruner and budget, each checked into its frozen spec (the dataset:
+:mod:`spaces.datasets`).
 
 Every problem becomes one ``FILE: FIELD: PROBLEM`` line through :class:`~spaces.fields.Err`.
 
@@ -12,36 +13,42 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import re
 from types import MappingProxyType
 from typing import Any
 
 from spaces import schema
 from spaces.fields import Err, as_bool, as_float, as_int, known, mapping, show
 from spaces.limits import MAX_OPTION, MAX_TRIALS
-from spaces.space import Budget, DatasetSpec, Objective, PrunerSpec, SamplerSpec
+from spaces.space import Budget, Objective, PrunerSpec, SamplerSpec
 
-__all__ = ["budget", "dataset", "objectives", "pruner", "sampler"]
+__all__ = ["budget", "logged_metrics", "objectives", "pruner", "sampler"]
 
 
-def dataset(value: Any, err: Err) -> DatasetSpec:
+def logged_metrics(value: Any, err: Err) -> tuple[str, ...]:
+    """``training.metrics``: Keras metrics the declarative model logs besides accuracy and loss."""
     if value is None:
-        raise err("dataset", f"required; one of {', '.join(schema.DATASETS)}")
+        return ()
     if isinstance(value, str):
-        value = {"name": value}
-    d = mapping(value, "dataset", err, allowed=("name", "validation_fraction", "limit"))
-    name = d.get("name")
-    if not known(name, schema.DATASETS):
-        raise err("dataset.name", f"expected one of {', '.join(schema.DATASETS)}, got {name!r}")
-    fraction = as_float(d.get("validation_fraction", 0.1), "dataset.validation_fraction", err)
-    if not 0.0 < fraction <= 0.5:
-        raise err("dataset.validation_fraction", f"expected a number in (0, 0.5], got {fraction:g}")
-    limit = d.get("limit")
-    if limit is not None:
-        limit = as_int(limit, "dataset.limit", err, low=1)
-    return DatasetSpec(name=name, validation_fraction=fraction, limit=limit)
+        value = [value]
+    if not isinstance(value, list):
+        raise err("training.metrics", f"expected a list of metric names, got {show(value)}")
+    out: list[str] = []
+    for i, name in enumerate(value):
+        if not known(name, schema.KERAS_METRICS):
+            choices = ", ".join(schema.KERAS_METRICS)
+            raise err(f"training.metrics[{i}]", f"expected one of {choices}, got {show(name)}")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
 
 
-def objectives(value: Any, err: Err) -> tuple[Objective, ...]:
+def objectives(value: Any, logged: tuple[str, ...] | None, err: Err) -> tuple[Objective, ...]:
+    """The objectives; ``logged``: the epoch metrics the model logs (``None``: a hypermodel, any).
+
+    A well-known metric has its natural direction (maximizing ``val_loss`` is an error); any
+    other a hypermodel logs needs ``direction``.
+    """
     if value is None:
         value = ["val_accuracy", "train_seconds"]
     if not isinstance(value, list) or not 1 <= len(value) <= 3:
@@ -52,17 +59,40 @@ def objectives(value: Any, err: Err) -> tuple[Objective, ...]:
         if isinstance(item, str):
             item = {"metric": item}
         item = mapping(item, field, err, allowed=("metric", "direction"))
-        metric = item.get("metric")
-        if not known(metric, schema.METRICS):
-            raise err(f"{field}.metric", f"expected one of {', '.join(schema.METRICS)}, got {metric!r}")
-        natural = schema.METRICS[metric]
+        metric = _metric(item.get("metric"), logged, f"{field}.metric", err)
+        natural = schema.METRICS.get(metric)
         direction = item.get("direction", natural)
-        if direction != natural:
+        if direction not in ("maximize", "minimize"):
+            if direction is None:
+                raise err(
+                    f"{field}.direction", f"{metric} is not a metric hpsearch knows: give its direction"
+                )
+            raise err(f"{field}.direction", f"expected maximize or minimize, got {show(direction)}")
+        if natural is not None and direction != natural:
             raise err(f"{field}.direction", f"{metric} must be {natural}d, got {direction!r}")
         if any(o.metric == metric for o in out):
             raise err(f"{field}.metric", f"{metric} is listed twice")
         out.append(Objective(metric=metric, direction=direction))
     return tuple(out)
+
+
+def _metric(metric: Any, logged: tuple[str, ...] | None, field: str, err: Err, *, epoch: bool = False) -> str:
+    """A metric name the objectives or the pruner may use: logged per epoch, or measured by hpsearch."""
+    study = () if epoch else tuple(schema.STUDY_METRICS)
+    if logged is None:  # a hypermodel: any name it may log, checked when it is built once
+        if not isinstance(metric, str) or not _IDENTIFIER.match(metric):
+            raise err(field, f"expected a metric name the model logs, got {show(metric)}")
+        if epoch and metric in schema.STUDY_METRICS:
+            raise err(field, f"{metric} is measured once per trial, not per epoch")
+        return metric
+    names = (*(f"{p}{m}" for m in logged for p in ("val_", "")), *study)
+    if not known(metric, names):
+        extra = "" if len(logged) > 2 else "; add others with training.metrics (e.g. [auc])"
+        raise err(field, f"expected one of {', '.join(names)}, got {metric!r}{extra}")
+    return metric
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 
 def _options(
@@ -101,21 +131,22 @@ def sampler(value: Any, seed: int, n_objectives: int, err: Err) -> SamplerSpec:
     return SamplerSpec(type=kind, seed=s, options=_options(d, table, "sampler", err))
 
 
-def pruner(value: Any, goals: tuple[Objective, ...], err: Err) -> PrunerSpec:
+def pruner(value: Any, goals: tuple[Objective, ...], logged: tuple[str, ...] | None, err: Err) -> PrunerSpec:
     d = mapping(value, "pruner", err)
     kind = d.get("type", "none")
     if not known(kind, schema.PRUNERS):
         raise err("pruner.type", f"expected one of {', '.join(schema.PRUNERS)}, got {kind!r}")
     table = schema.PRUNERS[kind].options
     mapping(d, "pruner", err, allowed=("type", "metric", "patience", *table))
-    default_metric = next((o.metric for o in goals if o.metric in schema.EPOCH_METRICS), "val_accuracy")
-    metric = d.get("metric", default_metric)
-    if not known(metric, schema.EPOCH_METRICS):
-        raise err("pruner.metric", f"expected one of {', '.join(schema.EPOCH_METRICS)}, got {metric!r}")
-    if len(goals) == 1 and kind != "none" and schema.METRICS[metric] != goals[0].direction:
+    default = next((o.metric for o in goals if o.metric not in schema.STUDY_METRICS), "val_accuracy")
+    metric = _metric(d.get("metric", default), logged, "pruner.metric", err, epoch=True)
+    direction = next((o.direction for o in goals if o.metric == metric), schema.METRICS.get(metric))
+    if direction not in ("maximize", "minimize"):
+        raise err("pruner.metric", f"{metric}: its direction is unknown; list it among the objectives")
+    if len(goals) == 1 and kind != "none" and direction != goals[0].direction:
         raise err(
             "pruner.metric",
-            f"{metric} is {schema.METRICS[metric]}d but the objective is "
+            f"{metric} is {direction}d but the objective is "
             f"{goals[0].direction}d; prune on a metric in the same direction",
         )
     patience = d.get("patience")
@@ -124,7 +155,10 @@ def pruner(value: Any, goals: tuple[Objective, ...], err: Err) -> PrunerSpec:
     options = _options(d, table, "pruner", err)
     if kind == "percentile" and not 0.0 <= options["percentile"] <= 100.0:
         raise err("pruner.percentile", f"expected a number in [0, 100], got {options['percentile']:g}")
-    return PrunerSpec(type=kind, metric=metric, options=options, patience=patience)
+    return PrunerSpec(
+        type=kind, metric=metric, options=options, patience=patience,
+        direction="maximize" if direction == "maximize" else "minimize",
+    )  # fmt: skip
 
 
 def budget(value: Any, err: Err) -> Budget:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from spaces.domains import Choice, Domain, Fixed, IntRange, Param, grid_size, grid_values, suggest
@@ -15,7 +15,16 @@ if TYPE_CHECKING:
 
 Direction = Literal["maximize", "minimize"]
 
-__all__ = ["Budget", "DatasetSpec", "HypermodelRef", "Objective", "PrunerSpec", "SamplerSpec", "Space"]
+__all__ = [
+    "Budget",
+    "DataKind",
+    "DatasetSpec",
+    "HypermodelRef",
+    "Objective",
+    "PrunerSpec",
+    "SamplerSpec",
+    "Space",
+]
 
 
 @dataclass(frozen=True)
@@ -32,13 +41,37 @@ class HypermodelRef:
     name: str  # the function or kt.HyperModel class in the file
     file: str | None = None  # absolute path of the local file the user pointed at
     sha256: str | None = None  # of that file's bytes
+    arguments: Mapping[str, Any] = field(default_factory=dict)  # a kt.HyperModel class's constructor's
+
+
+DataKind = Literal["bundled", "npz", "images", "csv", "loader"]
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    name: str
+    """Where a space's data comes from: a bundled dataset by name, a file, or a loader function.
+
+    A file or loader is resolved against the space file's directory and hashed when the user
+    named the space file (``file`` and ``sha256`` set); read back from a study's text it stays
+    unresolved, and the worker binds it to the study's record (:mod:`search.trial.binding`).
+    ``test`` is the test file of an image folder or CSV (``npz`` and loaders carry their own).
+    """
+
+    name: str  # the bundled name; for a file or loader, the path or spec as written
     validation_fraction: float = 0.1
     limit: int | None = None
+    kind: DataKind = "bundled"
+    file: str | None = None  # absolute path of the file, folder or loader module
+    sha256: str | None = None  # of its bytes (a folder: of every file's path and bytes)
+    label: str | None = None  # csv: the label column
+    image_size: tuple[int, int] | None = None  # images: resized to (height, width)
+    loader: str | None = None  # loader: the function's name in ``file``
+    test: str | None = None  # images / csv: the test split's path as written
+    test_file: str | None = None  # ... resolved
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind != "bundled"
 
 
 @dataclass(frozen=True)
@@ -60,6 +93,7 @@ class PrunerSpec:
     metric: str
     options: Mapping[str, Any]
     patience: int | None = None  # wrap the pruner in Optuna's PatientPruner
+    direction: Direction = "maximize"  # the metric's: better is larger, or smaller
 
 
 @dataclass(frozen=True)
@@ -98,6 +132,7 @@ class Space:
     budget: Budget
     params: tuple[Param, ...]
     hypermodel: HypermodelRef | None = None  # family "hypermodel": the model comes from user code
+    logged: tuple[str, ...] = ("accuracy", "loss")  # the declarative model's metrics (training.metrics)
 
     @property
     def directions(self) -> tuple[Direction, ...]:

@@ -14,6 +14,7 @@ import optuna
 import spaces
 import storage
 from search.cli.options import (
+    DATA,
     DATA_DIR,
     DEVICE,
     HYPERMODEL,
@@ -163,6 +164,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     option("--out", default="hpsearch-eval", help="output directory (default: hpsearch-eval)"),
     DATA_DIR,
     HYPERMODEL,
+    DATA,
     help="retrain a trial, test it once on the test split, save the model and a confusion matrix",
     description="Retrain the chosen trial with its parameters (on train+validation for its best "
     "epoch count, or on train exactly as the trial ran), evaluate it once on the test split, print "
@@ -184,6 +186,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             fit=args.fit,
             data_dir=args.data_dir,
             hypermodel=args.hypermodel,
+            data=args.data,
         )
     print(format_evaluation(result))
     return 0
@@ -210,6 +213,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "--write-space", metavar="PATH", help="write a copy of SPACE with the suggested range (a new file)"
     ),
     DATA_DIR,
+    DATA,
     help="learning-rate range test: loss against an exponentially growing rate over one epoch",
     description="Train one configuration of SPACE for one epoch of its training split while the "
     "learning rate grows by a constant factor each batch from --min-lr to --max-lr; print the rate "
@@ -234,7 +238,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
             from search.study.create import load_space
 
             store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
-            space = load_space(store, args.study)
+            space = load_space(store, args.study, data=args.data)
             trial = choose_trial(optuna.load_study(study_name=args.study, storage=store), args.trial)
             params = trial_params(trial)
         else:

@@ -29,7 +29,7 @@ from spaces.space import HypermodelRef
 if TYPE_CHECKING:
     from spaces import Space
 
-__all__ = ["Builder", "check", "first_line", "load_builder", "where"]
+__all__ = ["Builder", "check", "first_line", "hypermodel_of", "load_builder", "load_module", "where"]
 
 Builder = Callable[[Any], Any]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colours in Keras' messages
@@ -55,8 +55,8 @@ def check(space: Space) -> Space:
 def load_builder(ref: HypermodelRef) -> Builder:
     """Import the hypermodel file once per process and return its ``build(hp)``.
 
-    ``NAME`` may be a function ``build(hp)``, a ``kt.HyperModel`` subclass (instantiated with no
-    arguments) or a ``kt.HyperModel`` instance.
+    ``NAME`` may be a function ``build(hp)``, a ``kt.HyperModel`` subclass (instantiated with
+    the space's ``model.arguments``, or none) or a ``kt.HyperModel`` instance.
     """
     if ref.file is None or ref.sha256 is None:
         raise ConfigError(f"hypermodel {ref.spec}: not bound to a local file; pass --hypermodel FILE.py:NAME")
@@ -65,28 +65,12 @@ def load_builder(ref: HypermodelRef) -> Builder:
         return _BUILDERS[key]
     import keras_tuner as kt
 
-    try:
-        source = Path(ref.file).read_bytes()
-    except OSError as e:
-        raise ConfigError(f"hypermodel {ref.file}: cannot read: {e}") from e
-    if hashlib.sha256(source).hexdigest() != ref.sha256:  # run exactly the bytes that were checked
-        raise ConfigError(f"hypermodel {ref.file}: changed since it was checked; run again")
-    module_name = f"hpsearch_hypermodel_{ref.sha256[:16]}"
-    module = types.ModuleType(module_name)
-    module.__file__ = ref.file
-    sys.modules[module_name] = module  # dataclasses and pickling look modules up here
-    try:
-        exec(compile(source, ref.file, "exec"), module.__dict__)
-    except (Exception, SystemExit) as e:  # the user's module: any error is theirs, reported in one line
-        del sys.modules[module_name]
-        line = where(e, ref.file)
-        at = "" if line is None else f" at line {line}"
-        raise ConfigError(
-            f"hypermodel {ref.file}: importing it failed{at}: {type(e).__name__}: {first_line(e)}"
-        ) from e
+    module = load_module(ref.file, ref.sha256, "hypermodel")
     target = getattr(module, ref.name, None)
     if isinstance(target, type) and issubclass(target, kt.HyperModel):
-        target = target()
+        target = _instantiate(target, ref)
+    elif ref.arguments:
+        raise ConfigError(f"hypermodel {ref.spec}: model.arguments are for a kt.HyperModel class only")
     if isinstance(target, kt.HyperModel):
         builder: Builder = target.build
     elif callable(target):
@@ -99,6 +83,66 @@ def load_builder(ref: HypermodelRef) -> Builder:
         )
     _BUILDERS[key] = builder
     return builder
+
+
+def hypermodel_of(builder: Builder) -> Any:
+    """The ``kt.HyperModel`` instance whose ``build`` ``builder`` is; ``None`` for a function."""
+    return getattr(builder, "__self__", None)
+
+
+def _instantiate(cls: type, ref: HypermodelRef) -> Any:
+    """``cls(**model.arguments)``; a constructor that needs other arguments is one line."""
+    import inspect
+
+    arguments = dict(ref.arguments)
+    try:
+        inspect.signature(cls).bind(**arguments)
+    except TypeError as e:
+        given = f" with model.arguments {sorted(arguments)}" if arguments else ""
+        raise ConfigError(
+            f"hypermodel {ref.spec}: {cls.__name__}(){given} cannot be built: {e}; "
+            f"give them in the space (model: {{hypermodel: {ref.spec}, arguments: {{...}}}}) "
+            "or name an instance in the file"
+        ) from None
+    try:
+        return cls(**arguments)
+    except Exception as e:  # the user's constructor: its error is theirs, in one line
+        line = where(e, ref.file)
+        at = "" if line is None else f" at line {line}"
+        raise ConfigError(
+            f"hypermodel {ref.spec}: {cls.__name__}(...) raised {type(e).__name__}{at}: {first_line(e)}"
+        ) from e
+
+
+def load_module(file: str, sha256: str, what: str) -> types.ModuleType:
+    """Import a user's file (a hypermodel, a data loader) from exactly the bytes that were hashed.
+
+    Raises:
+        ConfigError: the file cannot be read, changed since it was hashed, or fails to import
+            (its line and what it raised).
+    """
+    try:
+        source = Path(file).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{what} {file}: cannot read: {e}") from e
+    if hashlib.sha256(source).hexdigest() != sha256:  # run exactly the bytes that were checked
+        raise ConfigError(f"{what} {file}: changed since it was checked; run again")
+    module_name = f"hpsearch_{what.replace(' ', '_')}_{sha256[:16]}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    module = types.ModuleType(module_name)
+    module.__file__ = file
+    sys.modules[module_name] = module  # dataclasses and pickling look modules up here
+    try:
+        exec(compile(source, file, "exec"), module.__dict__)
+    except (Exception, SystemExit) as e:  # the user's module: any error is theirs, reported in one line
+        del sys.modules[module_name]
+        line = where(e, file)
+        at = "" if line is None else f" at line {line}"
+        raise ConfigError(
+            f"{what} {file}: importing it failed{at}: {type(e).__name__}: {first_line(e)}"
+        ) from e
+    return module
 
 
 def first_line(error: BaseException, *, limit: int = 300) -> str:

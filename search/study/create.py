@@ -14,7 +14,8 @@ import optuna
 import spaces
 from search import keys
 from search.errors import ConfigError, StorageError
-from search.hypermodels.binding import check_resume, record
+from search.hypermodels import binding
+from search.study import data_ref
 from search.study.queue import QueueStudy
 from spaces import Space
 from spaces.optuna import make_pruner, make_sampler
@@ -44,7 +45,8 @@ def create_or_load(
                 f"study {name!r} exists with a different space (from {attrs.get(keys.SOURCE, '?')}); "
                 "run it with the same space or pick another --study"
             )
-        check_resume(attrs, space, name)
+        binding.check_resume(attrs, space, name)
+        data_ref.check_resume(attrs, space, name)
         return _named(open_study(space, storage, name), space)  # studies made before metric names
     study = optuna.create_study(
         storage=storage,
@@ -58,7 +60,8 @@ def create_or_load(
     study.set_user_attr(keys.FINGERPRINT, space.fingerprint)
     study.set_user_attr(keys.METRICS, list(space.metrics))
     study.set_user_attr(keys.SOURCE, space.source)
-    record(study, space)
+    binding.record(study, space)
+    data_ref.record(study, space)
     return _named(open_study(space, storage, name), space)
 
 
@@ -89,8 +92,13 @@ def open_study(
     )
 
 
-def load_space(storage: optuna.storages.BaseStorage, study_name: str) -> Space:
-    """The space stored in a study by :func:`create_or_load`."""
+def load_space(storage: optuna.storages.BaseStorage, study_name: str, *, data: str | None = None) -> Space:
+    """The space stored in a study by :func:`create_or_load`, its data file bound.
+
+    A file dataset is read from the path the study recorded, or from ``data`` (the caller's own
+    copy; a loader's ``FILE.py:NAME``), and checked by sha256 when it is loaded
+    (:mod:`search.study.data_ref`).
+    """
     attrs = _study_attrs(storage, study_name)
     if attrs is None:
         known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
@@ -98,7 +106,7 @@ def load_space(storage: optuna.storages.BaseStorage, study_name: str) -> Space:
     text = attrs.get(keys.SPACE)
     if not isinstance(text, str):
         raise ConfigError(f"study {study_name!r} has no hpsearch space; it was not created by hpsearch")
-    return spaces.loads(text, source=f"study {study_name}")
+    return data_ref.bind(spaces.loads(text, source=f"study {study_name}"), attrs, study_name, data)
 
 
 def _study_pruner(space: Space) -> optuna.pruners.BasePruner:

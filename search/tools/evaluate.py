@@ -27,7 +27,6 @@ import storage
 from search import keys
 from search.errors import ConfigError, TrialFailed
 from search.results.select import choose_trial, chosen_epochs, trial_params
-from spaces import schema
 
 if TYPE_CHECKING:
     from search.trial.data import Dataset
@@ -75,6 +74,7 @@ def evaluate(
     fit: str = "train+validation",
     data_dir: str | None = None,
     hypermodel: str | None = None,
+    data: str | None = None,
 ) -> Evaluation:
     """Retrain a trial, evaluate it once on the test split, save the model and the matrix image.
 
@@ -83,7 +83,8 @@ def evaluate(
     data, seed, epochs and early stopping), so the saved model is the one that was scored. The
     test metrics are recorded in the trial's user attrs (``test_accuracy``, ``test_loss``, ...).
     A KerasTuner hypermodel study needs ``hypermodel``: the user's own copy of the file, checked
-    against the study's sha256 as for a worker.
+    against the study's sha256 as for a worker; a file dataset is read where the study recorded
+    it, or from ``data`` (a loader's ``FILE.py:NAME`` must be given).
 
     Raises:
         ConfigError: unknown trial or fit, an output directory that is a file, a study name that
@@ -95,25 +96,29 @@ def evaluate(
 
     from search.hypermodels.binding import bind_worker
     from search.study.create import load_space
-    from search.trial.build import failure_reason, fresh_model
-    from search.trial.data import load_for, load_test
+    from search.trial.build import failure_reason, fresh_model, label_encoding
+    from search.trial.data import load_for, load_test_for
 
     if fit not in FITS:
         raise ConfigError(f"--fit: expected one of {', '.join(FITS)}, got {fit!r}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
-    space = load_space(store, study_name)
+    space = load_space(store, study_name, data=data)
     study = optuna.load_study(study_name=study_name, storage=store)
     space = bind_worker(space, study.user_attrs, study_name, hypermodel)  # your copy of its hypermodel
     chosen = choose_trial(study, trial)
     target = _inside(out, f"{study_name}-trial{chosen.number}")  # before any work: nothing outside --out
     params = trial_params(chosen)
     ds = load_for(space, data_dir)
-    test = load_test(space.dataset.name, data_dir=data_dir)
+    test = load_test_for(space, data_dir)
 
     seed = space.seed + chosen.number  # the trial's own seed
     model = fresh_model(space, params, ds, seed=seed, trial_params=chosen.params)
+    names = ds.class_names or tuple(str(i) for i in range(ds.num_classes))
+    test_y: NDArray[Any] = test.y
+    if label_encoding(model) == "one_hot":  # a categorical loss: one-hot labels, as in the trial
+        ds, test_y = ds.one_hot(), np.eye(ds.num_classes, dtype=np.float32)[test.y]
     try:
         epochs, train_size = _fit(model, ds, params, chosen, fit)
     except Exception as e:  # out of memory, a custom layer's error: one line, as for the trial
@@ -123,11 +128,15 @@ def evaluate(
         raise TrialFailed(f"trial {chosen.number} could not be retrained: {reason}") from e
     val_accuracy = None
     if fit == "train":  # the trial repeated: its validation accuracy should come back
-        val_accuracy = float(model.evaluate(ds.x_val, ds.y_val, verbose=0)[1])
-    test_loss, test_accuracy = (float(v) for v in model.evaluate(test.x, test.y, verbose=0))
-    predicted = np.argmax(model.predict(test.x, verbose=0), axis=1)
+        val_accuracy = _accuracy(model.evaluate(ds.x_val, ds.y_val, verbose=0, return_dict=True))
+    scores = model.evaluate(test.x, test_y, verbose=0, return_dict=True)
+    test_loss, test_accuracy = float(scores["loss"]), _accuracy(scores)
+    probabilities = np.asarray(model.predict(test.x, verbose=0))
+    if probabilities.shape[-1] == 1:  # one sigmoid output: two classes
+        predicted = (probabilities[:, 0] > 0.5).astype(np.int64)
+    else:
+        predicted = np.argmax(probabilities, axis=1)
     labels = list(range(test.num_classes))
-    names = schema.DATASET_INFO[space.dataset.name].class_names
     matrix = confusion_matrix(test.y, predicted, labels=labels)
     report = classification_report(
         test.y, predicted, labels=labels, target_names=names, digits=4, zero_division=0
@@ -191,6 +200,14 @@ def _fit(model: Any, ds: Dataset, params: dict[str, Any], trial: FrozenTrial, fi
     y = np.concatenate([ds.y_train, ds.y_val])
     model.fit(x, y, batch_size=params["batch_size"], epochs=epochs, shuffle=True, verbose=0)
     return epochs, len(y)
+
+
+def _accuracy(scores: dict[str, Any]) -> float:
+    """The accuracy among a model's evaluated metrics (Keras names it accuracy, or acc)."""
+    value = scores.get("accuracy", scores.get("acc", scores.get("compile_metrics")))
+    if isinstance(value, dict):
+        value = value.get("accuracy")
+    return float("nan") if value is None else float(value)
 
 
 def _inside(out: Path, name: str) -> Path:

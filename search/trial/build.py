@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from search.trial.data import Dataset
     from spaces import HypermodelRef, Space
 
-__all__ = ["build_model", "failure_reason", "fresh_model"]
+__all__ = ["build_hypermodel", "build_model", "failure_reason", "fresh_model", "label_encoding"]
 
 # a database that cannot be reached is not the trial's fault: these propagate (see storage.retry)
 _STORAGE_LIBRARIES = ("sqlalchemy", "grpc", "psycopg", "psycopg2", "sqlite3")
@@ -53,15 +53,25 @@ def build_model(
             input_shape=data.input_shape,
             num_classes=data.num_classes,
             pixel_max=data.pixel_max,
+            metrics=[m for m in space.logged if m not in ("accuracy", "loss")],
+            feature_stats=None if data.is_image else data.feature_stats,
         )
-    import keras
-
     from search.hypermodels.adapter import OptunaHyperParameters
 
+    return build_hypermodel(space, OptunaHyperParameters(trial), params, data)
+
+
+def build_hypermodel(space: Space, hp: Any, params: Mapping[str, Any], data: Dataset) -> keras.Model:
+    """The compiled model of a space's hypermodel for ``hp`` (an ``OptunaHyperParameters``)."""
+    import keras
+
+    if space.hypermodel is None:
+        raise ValueError(f"space {space.name} has no hypermodel")
+    trial = hp.trial
     builder = load_builder(space.hypermodel)
-    hp = OptunaHyperParameters(trial)
     model = builder(hp)
-    trial.set_user_attr(keys.PARAMS, {**trial.user_attrs.get(keys.PARAMS, {}), **hp.values})
+    if trial is not None:
+        trial.set_user_attr(keys.PARAMS, {**trial.user_attrs.get(keys.PARAMS, {}), **hp.values})
     name = f"hypermodel {space.hypermodel.spec}"
     if not isinstance(model, keras.Model):
         raise ConfigError(f"{name}: build(hp) must return a keras.Model, got {type(model).__name__}")
@@ -74,10 +84,33 @@ def build_model(
     if not params["normalize"]:
         return model
     inputs = keras.Input(shape=data.input_shape)
-    scaled = keras.layers.Rescaling(1.0 / data.pixel_max)(inputs)
+    if data.is_image:
+        scaled = keras.layers.Rescaling(1.0 / data.pixel_max)(inputs)
+    else:
+        mean, variance = data.feature_stats
+        scaled = keras.layers.Normalization(mean=mean, variance=variance)(inputs)
     wrapped = keras.Model(inputs, model(scaled))
     wrapped.compile_from_config(config)
     return wrapped
+
+
+def label_encoding(model: keras.Model) -> str:
+    """How the compiled loss wants the labels: ``"sparse"`` indices, or ``"one_hot"`` rows.
+
+    KerasTuner's guide compiles ``categorical_crossentropy`` on one-hot labels; hpsearch keeps
+    labels as indices and hands such a model one-hot ones, as a KerasTuner user would.
+    """
+    loss = getattr(model, "loss", None)
+    if isinstance(loss, str) or loss is None:
+        text = loss or ""
+    else:  # a Loss object (its name) or a loss function (its __name__)
+        text = getattr(loss, "name", None) or getattr(loss, "__name__", "") or type(loss).__name__
+    text = text.lower().replace("_", "")
+    if "sparse" in text or "binary" in text:
+        return "sparse"
+    if "categorical" in text or "kldivergence" in text or "poisson" in text:
+        return "one_hot"
+    return "sparse"
 
 
 def _metric_names(metrics: Any) -> set[str]:

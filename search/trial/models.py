@@ -7,7 +7,7 @@ never copied per trial.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -43,8 +43,15 @@ def build(
     input_shape: tuple[int, ...],
     num_classes: int,
     pixel_max: float,
+    metrics: Sequence[str] = (),
+    feature_stats: tuple[Any, Any] | None = None,
 ) -> keras.Model:
     """Build and compile a classifier.
+
+    Two classes get one sigmoid output and binary cross-entropy; more get a softmax with sparse
+    labels, or one-hot labels when a metric needs them (``auc``, ``precision``... on several
+    classes: Keras computes them on one-hot labels). With ``normalize``, images are rescaled by
+    ``1 / pixel_max`` and feature rows standardized with ``feature_stats`` (mean, variance).
 
     Example:
         >>> import spaces, optuna
@@ -55,23 +62,40 @@ def build(
         (None, 10)
     """
     inputs = keras.Input(shape=input_shape)
-    x = keras.layers.Rescaling(1.0 / pixel_max)(inputs) if params["normalize"] else inputs
+    x = inputs
+    if params["normalize"]:
+        if len(input_shape) == 1 and feature_stats is not None:
+            mean, variance = feature_stats
+            x = keras.layers.Normalization(mean=mean, variance=variance)(x)
+        else:
+            x = keras.layers.Rescaling(1.0 / pixel_max)(x)
     if family == "cnn":
+        if len(input_shape) != 3:
+            raise ValueError(f"a cnn needs images (H, W, C), got samples of shape {input_shape}")
         x = _conv_blocks(x, params)
     x = keras.layers.Flatten()(x)
     for units in params["units"]:
         x = _dense_block(x, units, params)
+    binary = num_classes == 2
     # float32 at the output even under mixed precision: a float16 softmax loses accuracy
     outputs = keras.layers.Dense(
-        num_classes, activation="softmax", kernel_initializer=params["initializer"], dtype="float32"
+        1 if binary else num_classes,
+        activation="sigmoid" if binary else "softmax",
+        kernel_initializer=params["initializer"],
+        dtype="float32",
     )(x)
     model = keras.Model(inputs, outputs)
-    model.compile(
-        optimizer=make_optimizer(params),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    if binary:
+        loss = "binary_crossentropy"
+    else:
+        loss = "categorical_crossentropy" if metrics else "sparse_categorical_crossentropy"
+    model.compile(optimizer=make_optimizer(params), loss=loss, metrics=["accuracy", *map(_metric, metrics)])
     return model
+
+
+def _metric(name: str) -> Any:
+    cls, options = schema.KERAS_METRICS[name]
+    return getattr(keras.metrics, cls)(name=name, **options)
 
 
 def _regularizer(params: Mapping[str, Any]) -> Any:

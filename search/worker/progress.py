@@ -59,7 +59,7 @@ class ProgressDisplay:
         self.done_at_start = counts.done
         isatty = getattr(out, "isatty", None)
         self.bar: Any = None
-        if tty if tty is not None else bool(isatty and isatty()):
+        if tty if tty is not None else bool(isatty and isatty()) or _in_notebook(out):
             from tqdm.auto import tqdm
 
             sized = shutil.get_terminal_size((0, 0)).columns > 0  # a pty without a size: 0 columns
@@ -109,3 +109,8 @@ class ProgressDisplay:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _in_notebook(out: TextIO) -> bool:
+    """``out`` is a Jupyter kernel's stream: tqdm draws its notebook bar there (with ipywidgets)."""
+    return type(out).__module__.startswith("ipykernel")

@@ -88,7 +88,8 @@ def _figure_html(factory: Callable[[], go.Figure], div_id: str) -> str:
 
 
 def _best_table(study: optuna.Study, metrics: Sequence[str]) -> str:
-    """The best trial or the front; a column no trial has a value for is left out."""
+    """The best trial or the front; a column no trial has a value for is left out (``seconds``
+    too when ``train_seconds`` is an objective)."""
     trials = best_trials(study)
     if not trials:
         return '<p class="note">no trial completed yet</p>'
@@ -96,7 +97,7 @@ def _best_table(study: optuna.Study, metrics: Sequence[str]) -> str:
         ("trial", [str(t.number) for t in trials]),
         *((m, [_shown(t.values[i], fmt) for t in trials]) for i, m in enumerate(metrics)),
         ("epochs", [_shown(t.user_attrs.get(keys.EPOCHS_RUN), fmt) for t in trials]),
-        ("seconds", [_shown(duration(t), fmt) for t in trials]),
+        ("seconds", [None if keys.TRAIN_SECONDS in metrics else _shown(duration(t), fmt) for t in trials]),
         ("weights", [_shown(t.user_attrs.get(keys.PARAM_COUNT), _count) for t in trials]),
         ("FLOPs", [_shown(t.user_attrs.get(keys.FLOPS), _count) for t in trials]),
         ("device", [_shown(t.user_attrs.get(keys.DEVICE), str) for t in trials]),

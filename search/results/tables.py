@@ -80,8 +80,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def front_table(study: optuna.Study, metrics: Sequence[str]) -> str:
     """The Pareto-optimal trials (or the best one) as a text table.
 
-    ``seconds`` is hpsearch's training time, else the trial's start to completion; a column no
-    trial has a value for (``epochs`` in a study made without hpsearch) is left out.
+    ``seconds`` is hpsearch's training time, else the trial's start to completion (left out when
+    ``train_seconds`` is an objective); a column no trial has a value for (``epochs`` in a study
+    made without hpsearch) is left out.
     """
     trials = best_trials(study)
     title = "Pareto-optimal trials" if len(study.directions) > 1 else "Best trial"
@@ -91,7 +92,7 @@ def front_table(study: optuna.Study, metrics: Sequence[str]) -> str:
         ("trial", [t.number for t in trials]),
         *((m, [t.values[i] for t in trials]) for i, m in enumerate(metrics)),
         ("epochs", [t.user_attrs.get(keys.EPOCHS_RUN) for t in trials]),
-        ("seconds", [duration(t) for t in trials]),
+        ("seconds", [None if keys.TRAIN_SECONDS in metrics else duration(t) for t in trials]),
         ("params", [compact_params(t.params) for t in trials]),
     ]
     shown = [(name, cells) for name, cells in columns if any(c is not None for c in cells)]

@@ -106,6 +106,8 @@ def test_report_is_self_contained_and_shows_the_front(tmp_path: Path) -> None:
     table = page.split('<table id="best-trials">')[1].split("</table>")[0]
     assert [row.split("<td>")[1].split("<")[0] for row in table.split("<tr>")[2:]] == ["0", "2"]
     assert "<td>0.9000</td>" in table and "<td>3,200</td>" in table
+    header = table.split("</tr>")[0]  # train_seconds is an objective: no second "seconds" column
+    assert "<th>train_seconds</th>" in header and "<th>seconds</th>" not in header
     for title in (
         "Pareto front: val_accuracy vs train_seconds",
         "Parameter importances",

@@ -28,7 +28,12 @@ constraints: | $(BIN)/python
 demo: $(VENV)/.installed  ## set up, then search the offline quickstart space on SQLite
 	$(BIN)/hpsearch run quickstart
 
-test: $(VENV)/.installed  ## set up, then run the test suite
+# the JAX and PyTorch backends (CPU builds), for the tests that train on each
+$(VENV)/.backends: pyproject.toml constraints.txt | $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[jax,torch]"
+	touch $@
+
+test: $(VENV)/.installed $(VENV)/.backends  ## set up, then run the test suite
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed

@@ -14,6 +14,7 @@ FINGERPRINT: Final = "hpsearch:fingerprint"  # what the trials mean; a resumed s
 METRICS: Final = "hpsearch:metrics"  # objective names, in order
 SOURCE: Final = "hpsearch:source"  # the file or preset the study was created from
 HYPERMODEL: Final = "hpsearch:hypermodel"  # {spec, name, file, sha256}: a reference, never code
+DATA: Final = "hpsearch:data"  # {kind, file, sha256, test_file}: a file dataset's location and hash
 TEST_PREFIX: Final = "hpsearch:test:trial "  # + N: evaluate's results where trials cannot change
 
 # trial user attrs, set while a trial runs

@@ -19,6 +19,7 @@ from storage.urls import OPTUNA_ENV_VAR
 __all__ = [
     "ANYWHERE",
     "ARTIFACTS",
+    "DATA",
     "DATA_DIR",
     "DEBUG",
     "DEVICE",
@@ -103,6 +104,12 @@ TRIALS = option("--trials", type=positive_int, help="trials the study should hol
 DATA_DIR = option("--data-dir", help="directory with dataset files (default: $HPSEARCH_DATA_DIR)")
 HYPERMODEL = option(
     "--hypermodel", metavar="FILE.py:NAME", help="your copy of the study's KerasTuner hypermodel"
+)
+DATA = option(
+    "--data",
+    metavar="PATH",
+    help="your copy of the study's data file (default: the path the study recorded); "
+    "a dataset loader: FILE.py:NAME, required",
 )
 ARTIFACTS = option(
     "--artifacts",

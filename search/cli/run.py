@@ -15,6 +15,7 @@ import optuna
 import spaces
 import storage
 from search.cli.options import (
+    DATA,
     DATA_DIR,
     HYPERMODEL,
     NEW_STUDY,
@@ -100,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from search.study.queue import slots, top_up
     from search.trial.data import load_for  # imported late: `hpsearch validate` needs none of this
 
-    space = load_checked(args.space, debug=args.debug)  # a rejected space or hypermodel stops here
+    space = load_checked(args.space, debug=args.debug, data_dir=args.data_dir)  # a rejected space stops here
     url = storage.resolve(args.storage)
     dataset = load_for(space, args.data_dir)  # missing data stops here too
     store = _open(url, args)
@@ -110,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts = slots(study.get_trials(deepcopy=False))
     print(
         f"study {study.study_name!r} in {storage.redact(url)}: {counts.done}/{counts.used} trials done | "
-        f"{dataset.name}: {len(dataset.y_train)} train / {len(dataset.y_val)} validation images "
+        f"{dataset.name}: {len(dataset.y_train)} train / {len(dataset.y_val)} validation samples "
         f"({dataset.source})",
         flush=True,
     )
@@ -121,9 +122,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     if args.workers > 1:
         from search.hypermodels.binding import worker_argument
+        from search.study.data_ref import worker_argument as data_argument
         from search.worker.launcher import launch
 
         args.hypermodel = worker_argument(space)  # the workers import the file this run named
+        args.data = data_argument(space)  # ... and call the data loader it named
         code = launch(url, [_worker_argv(study.study_name, i, args) for i in range(args.workers)])
     else:
         code = _work(study, space, dataset, url, args)
@@ -134,21 +137,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _verdict(study, code)
 
 
-def load_checked(source: str, *, debug: bool = False) -> spaces.Space:
-    """The space, its hypermodel (if any) imported and ``NAME`` found: nothing is written before.
+def load_checked(source: str, *, debug: bool = False, data_dir: str | None = None) -> spaces.Space:
+    """The space, checked as far as it can be without a study: nothing is written before.
 
-    TensorFlow starts first with its native start-up chatter hidden, so that an error in the
-    user's file is the one line on stderr.
+    A hypermodel is imported, ``NAME`` found, and the model built once with its default values
+    and scored on a few samples of the data (:func:`search.trial.build.check_hypermodel`); a
+    file dataset is read (its shape against the model family). TensorFlow starts first with its
+    native start-up chatter hidden, so that an error in the user's file is the one line on stderr.
     """
     from search.hypermodels.loader import check
 
     space = spaces.load(source)
-    if space.hypermodel is not None:
-        from search.worker.native import quiet_native_stderr
+    if space.hypermodel is None and not space.dataset.is_file:
+        return space
+    from search.errors import USER_ERRORS
+    from search.worker.native import quiet_native_stderr
 
-        with quiet_native_stderr(enabled=not debug):
-            import keras_tuner  # noqa: F401  (imports TensorFlow)
-    return check(space)
+    refused: BaseException | None = None
+    with quiet_native_stderr(enabled=not debug):  # an error's own line is enough: no chatter replayed
+        from search.trial.data import load_for
+
+        try:
+            dataset = load_for(space, data_dir)
+            if space.hypermodel is not None:
+                from search.trial.build import check_hypermodel
+
+                check_hypermodel(check(space), dataset)
+        except USER_ERRORS as e:
+            refused = e
+    if refused is not None:
+        raise refused
+    return space
 
 
 def _verdict(study: optuna.Study, code: int) -> int:
@@ -205,6 +224,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     option("--index", type=non_negative_int, help="worker index, for seeding (default: the process id)"),
     DATA_DIR,
     HYPERMODEL,
+    DATA,
     WORKER,
     help="join an existing study and run its queued trials",
 )
@@ -215,7 +235,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     url = storage.resolve(args.storage)
     store = _open(url, args, create=False)
-    space = load_space(store, args.study)
+    space = load_space(store, args.study, data=args.data)
     attrs = store.get_study_user_attrs(store.get_study_id_from_name(args.study))
     space = bind_worker(space, attrs, args.study, args.hypermodel)  # never a path read from the study
     dataset = load_for(space, args.data_dir)
@@ -223,7 +243,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     study = open_study(space, store, args.study, worker=index)
     print(
         f"worker {args.index if args.index is not None else f'pid {index}'} on study {args.study!r} "
-        f"in {storage.redact(url)} | {dataset.name}: {len(dataset.y_train)} train images",
+        f"in {storage.redact(url)} | {dataset.name}: {len(dataset.y_train)} train samples",
         flush=True,
     )
     code = _work(study, space, dataset, url, args, exit_on_signal=0)  # its trial was handed back

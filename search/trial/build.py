@@ -14,6 +14,7 @@ import optuna
 from search import keys
 from search.errors import ConfigError, StorageError, TrialFailed, WorkerStopping
 from search.hypermodels.loader import first_line, load_builder, where
+from spaces import schema
 
 if TYPE_CHECKING:
     import keras
@@ -21,7 +22,14 @@ if TYPE_CHECKING:
     from search.trial.data import Dataset
     from spaces import HypermodelRef, Space
 
-__all__ = ["build_hypermodel", "build_model", "failure_reason", "fresh_model", "label_encoding"]
+__all__ = [
+    "build_hypermodel",
+    "build_model",
+    "check_hypermodel",
+    "failure_reason",
+    "fresh_model",
+    "label_encoding",
+]
 
 # a database that cannot be reached is not the trial's fault: these propagate (see storage.retry)
 _STORAGE_LIBRARIES = ("sqlalchemy", "grpc", "psycopg", "psycopg2", "sqlite3")
@@ -92,6 +100,48 @@ def build_hypermodel(space: Space, hp: Any, params: Mapping[str, Any], data: Dat
     wrapped = keras.Model(inputs, model(scaled))
     wrapped.compile_from_config(config)
     return wrapped
+
+
+def check_hypermodel(space: Space, data: Dataset) -> None:
+    """Build a space's hypermodel once with its default values and score it on a few samples.
+
+    What would fail every trial fails here, in one line, before a study is written: a
+    constructor that needs arguments, a ``build(hp)`` error, an input shape that is not the
+    data's, a loss that does not fit the labels, an objective the model does not log.
+
+    Raises:
+        ConfigError: what went wrong, naming the hypermodel.
+    """
+    import keras
+
+    from search.hypermodels.adapter import OptunaHyperParameters
+
+    ref = space.hypermodel
+    if ref is None:
+        return
+    normalize = next((p.domain for p in space.params if p.name == "normalize"), None)
+    params = {"normalize": getattr(normalize, "value", True)}
+    try:
+        model = build_hypermodel(space, OptunaHyperParameters(None), params, data)
+        ds = data.one_hot() if label_encoding(model) == "one_hot" else data
+        logged = model.evaluate(ds.x_val[:32], ds.y_val[:32], verbose=0, return_dict=True)
+    except Exception as e:
+        reason = failure_reason(e, during="build", hypermodel=ref)
+        if reason is None:
+            raise
+        raise ConfigError(f"{reason} (built once with its default values on {data.name})") from e
+    finally:
+        keras.backend.clear_session()
+    names = {*logged, *(f"val_{k}" for k in logged)}
+    wanted = [m for m in (*space.metrics, space.pruner.metric) if m not in schema.STUDY_METRICS]
+    if space.pruner.type == "none":
+        wanted = wanted[: len(space.metrics)]
+    for metric in dict.fromkeys(wanted):
+        if metric not in names:
+            raise ConfigError(
+                f"hypermodel {ref.spec}: the model logs no {metric} (it logs {', '.join(sorted(logged))}); "
+                "compile it with that metric, or pick another objective"
+            )
 
 
 def label_encoding(model: keras.Model) -> str:

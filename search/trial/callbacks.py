@@ -37,7 +37,10 @@ class NanGuard(keras.callbacks.Callback):
 
 
 class CurveRecorder(keras.callbacks.Callback):
-    """Keeps each epoch's train/val accuracy and loss and the epoch's wall time."""
+    """Keeps each epoch's logged metrics (accuracy, loss and any other) and the epoch's wall time.
+
+    ``accuracy``, ``loss`` and their ``val_`` twins are always there (empty lists until logged).
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,10 +51,9 @@ class CurveRecorder(keras.callbacks.Callback):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        logs = logs or {}
-        for key in CURVE_KEYS:
-            if key in logs:
-                self.curves[key].append(float(logs[key]))
+        for key, value in (logs or {}).items():
+            if isinstance(value, (int, float)) or getattr(value, "shape", None) == ():
+                self.curves.setdefault(key, []).append(float(value))
         self.curves["epoch_seconds"].append(time.perf_counter() - self._start)
 
     @property

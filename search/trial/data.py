@@ -237,9 +237,8 @@ def load_test_for(space: Space, data_dir: str | None = None) -> TestSet:
     return TestSet(spec.name, x.astype(np.float32), y, train.num_classes, train.pixel_max, source)
 
 
-@functools.lru_cache(maxsize=4)
 def _load_file(spec: DatasetSpec, seed: int) -> Dataset:
-    """A file or loader dataset, checked against its sha256, split like a bundled one."""
+    """A file or loader dataset, checked against its sha256 on every call, read once per process."""
     if spec.file is None or spec.sha256 is None:
         if spec.kind == "loader":
             raise ConfigError(
@@ -256,6 +255,12 @@ def _load_file(spec: DatasetSpec, seed: int) -> Dataset:
             f"dataset {spec.file}: changed since the study was created (sha256 {digest[:12]}, "
             f"the study has {spec.sha256[:12]}); restore it, or create a new study"
         )
+    return _read_file(spec, seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_file(spec: DatasetSpec, seed: int) -> Dataset:
+    """Cached by the spec, whose sha256 names the bytes: a changed file is another key."""
     return from_arrays(spec.name, sources.read(spec), spec.validation_fraction, spec.limit, seed)
 
 

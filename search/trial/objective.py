@@ -13,16 +13,17 @@ import optuna
 import storage
 from search import keys
 from search.errors import TrialFailed, WorkerStopping
-from search.hypermodels.loader import load_builder
+from search.hypermodels.adapter import OptunaHyperParameters
+from search.hypermodels.loader import hypermodel_of, load_builder
 from search.results import artifacts
 from search.results.select import best_epoch
 from search.trial import backend
-from search.trial.build import build_model, failure_reason
+from search.trial.build import build_hypermodel, build_model, failure_reason, label_encoding
 from search.trial.callbacks import CurveRecorder, NanGuard, StopWhen
+from search.trial.hyperfit import overrides_fit, run_fit, scores
 from search.trial.models import count_flops
 from search.trial.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
 from search.trial.training import fit, freeze_long_lived, prepare
-from spaces.schema import METRICS
 from storage import compat
 
 if TYPE_CHECKING:
@@ -80,7 +81,9 @@ class Objective:
             load_builder(space.hypermodel)
         self.space = space
         self.data = dataset
-        self.tensors = prepare(dataset)  # once per worker: every trial trains on these tensors
+        # once per worker: every trial trains on these tensors (keyed by the labels' rank:
+        # 1 class indices, 2 one-hot rows, made on the first trial that wants them)
+        self._tensors = {1: prepare(dataset)}
         freeze_long_lived()
         self.device_info = dict(device_info) if device_info is not None else None
         self.device = device or describe_device()
@@ -115,10 +118,16 @@ class Objective:
         # the attrs go in three transactions (before the build, after it, after training), not
         # one each; the build comes second because a KerasTuner hypermodel adds to "params"
         _record(trial, setup)
+        hp = None
         try:  # Keras, a hypermodel's build(hp), a custom layer: any error of theirs fails this trial
-            model = build_model(self.space, trial, params, self.data)  # declarative or KerasTuner hypermodel
+            if self.space.hypermodel is None:
+                model = build_model(self.space, trial, params, self.data)
+            else:  # the same hp suggests what an overridden HyperModel.fit tunes
+                hp = OptunaHyperParameters(trial)
+                model = build_hypermodel(self.space, hp, params, self.data)
             flops = count_flops(model)
             param_count = int(model.count_params())
+            data = self._data_for(label_encoding(model))
         except Exception as e:
             reason = failure_reason(e, during="build", hypermodel=self.space.hypermodel)
             if reason is None:  # a database error, a stop: not this trial's failure
@@ -140,15 +149,29 @@ class Objective:
             callbacks.append(pruning)
 
         start = time.perf_counter()
+        scored: dict[str, float] = {}
         try:
-            used = fit(
-                model,
-                self.tensors,
-                batch_size=params["batch_size"],
-                epochs=params["epochs"],
-                callbacks=callbacks,
-                flops_per_sample=flops,
-            )
+            ref = self.space.hypermodel
+            hypermodel = None if hp is None or ref is None else hypermodel_of(load_builder(ref))
+            if hp is not None and overrides_fit(
+                hypermodel
+            ):  # KerasTuner's contract: its fit(hp, model, x, y, ...)
+                result = run_fit(
+                    hypermodel, hp, model, data, batch_size=params["batch_size"],
+                    epochs=params["epochs"], callbacks=callbacks,
+                )  # fmt: skip
+                scored = scores(result, recorder.curves, self.space.metrics[0])
+                _record(trial, {keys.PARAMS: {**trial.user_attrs.get(keys.PARAMS, {}), **hp.values}})
+                used: dict[str, Any] = {"fit": "HyperModel.fit"}
+            else:
+                used = fit(
+                    model,
+                    self._tensors[data.y_train.ndim],
+                    batch_size=params["batch_size"],
+                    epochs=params["epochs"],
+                    callbacks=callbacks,
+                    flops_per_sample=flops,
+                )
         except Exception as e:  # out of memory, a custom layer's error, ...: this trial fails alone
             reason = failure_reason(e, during="train", hypermodel=self.space.hypermodel)
             if reason is None:
@@ -156,15 +179,12 @@ class Objective:
             raise self._fail(trial, reason) from e
         train_seconds = time.perf_counter() - start
 
-        metrics = _final_metrics(recorder, params["patience"] > 0)
+        metrics = {**_final_metrics(recorder, params["patience"] > 0), **scored}
         metrics[keys.TRAIN_SECONDS] = train_seconds
         metrics[keys.PARAM_COUNT] = float(param_count)
         metrics[keys.FLOPS] = float(flops)
-        results: dict[str, Any] = {
-            key: metrics[key]
-            for key in ("val_accuracy", "val_loss", "accuracy", "loss", keys.TRAIN_SECONDS)
-            if key in metrics
-        }
+        shown = ("val_accuracy", "val_loss", "accuracy", "loss", keys.TRAIN_SECONDS, *self.space.metrics)
+        results: dict[str, Any] = {key: metrics[key] for key in dict.fromkeys(shown) if key in metrics}
         results[keys.EPOCHS_RUN] = recorder.epochs
         results[keys.BEST_EPOCH] = best_epoch(recorder.curves, params["patience"] > 0)
         results[keys.CURVES] = recorder.curves
@@ -181,8 +201,25 @@ class Objective:
             raise self._fail(trial, f"still training after budget.trial_timeout = {limit:g} s")
         if pruning is not None and pruning.pruned_at is not None:
             raise optuna.TrialPruned(f"pruned at epoch {pruning.pruned_at}")
+        missing = [m for m in self.space.metrics if m not in metrics]
+        if missing:
+            logged = ", ".join(
+                sorted(k for k in recorder.curves if k != "epoch_seconds" and recorder.curves[k])
+            )
+            raise self._fail(
+                trial, f"the model logs no {', '.join(missing)} (it logs: {logged or 'nothing'})"
+            )
         values = tuple(metrics[m] for m in self.space.metrics)
         return values if self.space.is_multi_objective else values[0]
+
+    def _data_for(self, encoding: str) -> Dataset:
+        """The dataset with the labels the model's loss wants (tensors made once per encoding)."""
+        if encoding != "one_hot":
+            return self.data
+        data = self.data.one_hot()
+        if 2 not in self._tensors:
+            self._tensors[2] = prepare(data)
+        return data
 
     def _pruning_callback(self, trial: optuna.Trial) -> PruningCallback | None:
         if not self.prune:
@@ -192,7 +229,7 @@ class Objective:
         if self._mo is None:
             reporter = NativeReporter(trial)
         else:
-            direction = optuna.study.StudyDirection[METRICS[metric].upper()]
+            direction = optuna.study.StudyDirection[self.space.pruner.direction.upper()]
             # the trial's own storage: for an RDB, Optuna's cache of it, so each epoch's look at
             # the other trials reads only those that changed, not the whole study again
             reporter = MultiObjectiveReporter(trial, self._mo, trial.storage, direction)
@@ -211,7 +248,7 @@ class Objective:
 
 
 def _final_metrics(recorder: CurveRecorder, restored_best: bool) -> dict[str, float]:
-    """The metrics of the model that training leaves behind.
+    """The metrics of the model that training leaves behind: every logged one.
 
     With early stopping the best weights (lowest ``val_loss``) are restored, so that epoch's
     metrics are reported; otherwise the last epoch's.
@@ -220,11 +257,7 @@ def _final_metrics(recorder: CurveRecorder, restored_best: bool) -> dict[str, fl
     if not curves["val_loss"]:
         return {}
     i = best_epoch(curves, restored_best) - 1
-    return {
-        key: curves[key][i]
-        for key in ("val_accuracy", "val_loss", "accuracy", "loss")
-        if len(curves[key]) > i
-    }
+    return {key: values[i] for key, values in curves.items() if key != "epoch_seconds" and len(values) > i}
 
 
 def _record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:

@@ -146,7 +146,7 @@ def _class_names(y: NDArray[Any], source: str) -> tuple[str, ...]:
     else:
         names = tuple(str(v) for v in np.unique(y.astype(str)))
     if len(set(y.tolist())) < 2:
-        raise DataError(f"{source}: every label is {y[0]!r}; a classifier needs at least 2 classes")
+        raise DataError(f"{source}: every label is {y[0].item()!r}; a classifier needs at least 2 classes")
     return names
 
 

@@ -66,6 +66,7 @@ def run(
     workers: int = 1,
     device: str = "auto",
     data_dir: str | Path | None = None,
+    warm_start: str | None = None,
 ) -> optuna.Study:
     """Create or resume the space's study and run its trials; the Optuna study.
 
@@ -83,6 +84,8 @@ def run(
         workers: worker processes; 1 trains in this process.
         device: ``auto``, ``cpu``, ``gpu`` or ``gpu:N``.
         data_dir: where in-memory arrays are saved (default: next to the study, see above).
+        warm_start: a finished study in the same storage whose best configurations that fit
+            run first (:mod:`search.study.warm`).
 
     Raises:
         ConfigError, DataError, StorageError: one line saying what is wrong; nothing is written.
@@ -106,7 +109,7 @@ def run(
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # hpsearch's progress says it once
     try:
-        return _run(loaded, dataset, url, study, trials, timeout, workers, device)
+        return _run(loaded, dataset, url, study, trials, timeout, workers, device, warm_start)
     finally:
         optuna.logging.set_verbosity(verbosity)
 
@@ -120,6 +123,7 @@ def _run(
     timeout: float | None,
     workers: int,
     device: str,
+    warm_start: str | None,
 ) -> optuna.Study:
     from search.study import open_storage
     from search.study.create import create_or_load
@@ -128,7 +132,12 @@ def _run(
 
     store = open_storage(url, heartbeat_interval=10)
     opened = create_or_load(loaded, store, study_name=study)
-    top_up(opened, trials or loaded.budget.trials)
+    budget = trials or loaded.budget.trials
+    if warm_start is not None:
+        from search.study.warm import start_from
+
+        print(start_from(opened, loaded, store, warm_start, budget), flush=True)
+    top_up(opened, budget)
     if workers > 1:
         from search.worker.launcher import launch
 

@@ -14,6 +14,7 @@ FINGERPRINT: Final = "hpsearch:fingerprint"  # what the trials mean; a resumed s
 METRICS: Final = "hpsearch:metrics"  # objective names, in order
 SOURCE: Final = "hpsearch:source"  # the file or preset the study was created from
 HYPERMODEL: Final = "hpsearch:hypermodel"  # {spec, name, file, sha256}: a reference, never code
+WARM_START: Final = "hpsearch:warm_start"  # {study, trials}: the finished study this one started from
 DATA: Final = "hpsearch:data"  # {kind, file, sha256, test_file}: a file dataset's location and hash
 TEST_PREFIX: Final = "hpsearch:test:trial "  # + N: evaluate's results where trials cannot change
 
@@ -33,6 +34,7 @@ TRAIN_SECONDS: Final = "train_seconds"
 FAIL_REASON: Final = "fail_reason"
 PRUNE_REASON: Final = "prune_reason"
 PRUNING_CURVE: Final = "pruning_curve"  # the pruned-on metric by epoch (multi-objective pruning)
+WARM_START_FROM: Final = "warm_start_from"  # "STUDY#N": the configuration was that trial's
 REQUEUED: Final = "requeued"  # True: the worker stopped mid-trial and handed the trial back
 
 # trial user attrs, set by `hpsearch evaluate` on the trial it tested

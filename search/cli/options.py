@@ -33,6 +33,7 @@ __all__ = [
     "TOP",
     "TRIALS",
     "VERSION",
+    "WARM_START",
     "WORKER",
     "non_negative_int",
     "positive_float",
@@ -104,6 +105,12 @@ TRIALS = option("--trials", type=positive_int, help="trials the study should hol
 DATA_DIR = option("--data-dir", help="directory with dataset files (default: $HPSEARCH_DATA_DIR)")
 HYPERMODEL = option(
     "--hypermodel", metavar="FILE.py:NAME", help="your copy of the study's KerasTuner hypermodel"
+)
+WARM_START = option(
+    "--warm-start",
+    metavar="STUDY",
+    type=study_name,
+    help="a new study's first trials: the best configurations of STUDY (same storage) that fit its space",
 )
 DATA = option(
     "--data",

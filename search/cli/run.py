@@ -14,6 +14,7 @@ import optuna
 
 import spaces
 import storage
+from search import keys
 from search.cli.options import (
     DATA,
     DATA_DIR,
@@ -23,6 +24,7 @@ from search.cli.options import (
     STORAGE,
     STUDY,
     TRIALS,
+    WARM_START,
     WORKER,
     non_negative_int,
     positive_int,
@@ -91,6 +93,7 @@ def _work(
     NEW_STUDY,
     STORAGE,
     TRIALS,
+    WARM_START,
     DATA_DIR,
     option("--workers", type=positive_int, default=1, help="run K local worker processes"),
     WORKER,
@@ -107,6 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = _open(url, args)
     study = create_or_load(space, store, study_name=args.study)
     trials = args.trials or space.budget.trials
+    _warm(study, space, store, args.warm_start, trials)
     top_up(study, trials)
     counts = slots(study.get_trials(deepcopy=False))
     print(
@@ -135,6 +139,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     print()
     print(front_table(study, space.metrics))
     return _verdict(study, code)
+
+
+def _warm(
+    study: optuna.Study,
+    space: spaces.Space,
+    store: optuna.storages.BaseStorage,
+    source: str | None,
+    budget: int,
+) -> None:
+    """``--warm-start SOURCE``: queue SOURCE's best fitting configurations first (once per study)."""
+    if source is not None:
+        from search.study.warm import start_from
+
+        print(start_from(study, space, store, source, budget), flush=True)
 
 
 def load_checked(source: str, *, debug: bool = False, data_dir: str | None = None) -> spaces.Space:
@@ -178,7 +196,6 @@ def _verdict(study: optuna.Study, code: int) -> int:
     """
     from optuna.trial import TrialState
 
-    from search import keys
 
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
@@ -198,6 +215,7 @@ def _verdict(study: optuna.Study, code: int) -> int:
     NEW_STUDY,
     STORAGE,
     TRIALS,
+    WARM_START,
     help="create or resume a study and queue its budget; run nothing",
 )
 def cmd_create(args: argparse.Namespace) -> int:
@@ -206,7 +224,9 @@ def cmd_create(args: argparse.Namespace) -> int:
 
     space = load_checked(args.space, debug=args.debug)  # before the study is written
     url = storage.resolve(args.storage)
-    study = create_or_load(space, storage.open_storage(url, heartbeat_interval=None), study_name=args.study)
+    store = storage.open_storage(url, heartbeat_interval=None)
+    study = create_or_load(space, store, study_name=args.study)
+    _warm(study, space, store, args.warm_start, args.trials or space.budget.trials)
     queued = top_up(study, args.trials or space.budget.trials)
     counts = slots(study.get_trials(deepcopy=False))
     print(

@@ -105,7 +105,10 @@ def load_space(storage: optuna.storages.BaseStorage, study_name: str, *, data: s
         raise StorageError(f"no study named {study_name!r} in this storage; studies: {known}")
     text = attrs.get(keys.SPACE)
     if not isinstance(text, str):
-        raise ConfigError(f"study {study_name!r} has no hpsearch space; it was not created by hpsearch")
+        raise ConfigError(
+            f"study {study_name!r} has no hpsearch space (it was not created by hpsearch); "
+            "best, report and export read it"
+        )
     return data_ref.bind(spaces.loads(text, source=f"study {study_name}"), attrs, study_name, data)
 
 

@@ -56,6 +56,20 @@ def test_image_folder_rgb_resized_with_class_names_from_subfolders(tmp_path: Pat
     assert len(ds.y_train) + len(ds.y_val) == 36
 
 
+def test_grayscale_image_folder_keeps_one_channel(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for name in ("left", "right"):
+        (tmp_path / "gray" / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((6, 6), 40 * i, dtype=np.uint8), "L").save(
+                tmp_path / "gray" / name / f"{i}.png"
+            )
+    (tmp_path / "gray" / "left" / ".DS_Store").write_text("not an image")  # hidden files are left out
+    ds = load_for(_space(tmp_path, {"path": "gray"}))
+    assert ds.input_shape == (6, 6, 1) and ds.class_names == ("left", "right")
+
+
 def test_image_folder_of_mixed_sizes_without_image_size_names_the_first_odd_file(tmp_path: Path) -> None:
     write_images(tmp_path / "images")
     space = _space(tmp_path, {"path": "images"})

@@ -93,7 +93,8 @@ def run(
         storage.DatabaseUnavailable: the database stayed unreachable past the outage limit, or
             refused for good; the message says what became of the running trial.
     """
-    progress = _Progress(space, max_failures_in_row, ProgressDisplay(study, space, out or sys.stdout))
+    display = ProgressDisplay(study, space, out or sys.stdout, timeout=timeout)
+    progress = _Progress(space, max_failures_in_row, display)
     result = RunResult(ran=0)
     lost: list[storage.DatabaseUnavailable] = []
 

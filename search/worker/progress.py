@@ -52,9 +52,19 @@ def best_so_far(study: optuna.Study, metrics: tuple[str, ...] | list[str]) -> st
 class ProgressDisplay:
     """Shows a worker's progress on ``out``; a bar when ``out`` is a terminal."""
 
-    def __init__(self, study: optuna.Study, space: Space, out: TextIO, *, tty: bool | None = None) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        space: Space,
+        out: TextIO,
+        *,
+        tty: bool | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """``timeout``: seconds left before no new trial starts (the ETA never runs past it)."""
         self.space, self.out = space, out
         self.start = time.perf_counter()
+        self.timeout = timeout
         counts = slots(study.get_trials(deepcopy=False))
         self.done_at_start = counts.done
         isatty = getattr(out, "isatty", None)
@@ -75,11 +85,18 @@ class ProgressDisplay:
             self.bar.set_postfix_str(f"best {best_so_far(study, space.metrics)}")
 
     def eta(self, done: int, budget: int, elapsed: float) -> float | None:
-        """Seconds left at the study-wide rate seen since this worker started."""
+        """Seconds left at the study-wide rate seen since this worker started, or to the timeout if sooner.
+
+        With ``--trials 1000 --timeout 600`` the timeout binds: the ETA is what is left of it.
+        """
         finished_here = done - self.done_at_start
         if done >= budget:
             return 0.0
-        return elapsed / finished_here * (budget - done) if finished_here > 0 else None
+        by_rate = elapsed / finished_here * (budget - done) if finished_here > 0 else None
+        if self.timeout is None:
+            return by_rate
+        left = max(self.timeout - elapsed, 0.0)
+        return left if by_rate is None else min(by_rate, left)
 
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Show one finished trial and where the study stands."""

@@ -160,3 +160,15 @@ def test_terminal_gets_an_in_place_bar_with_the_best_so_far(tmp_path: Path) -> N
     assert "\r" in text  # redrawn in place
     assert "5/7" in text and "best front of 2, val_accuracy=0.9000 (#0)" in text
     assert "trial 2   COMPLETE val_accuracy=0.7000" in text  # the trial's line above the bar
+
+
+def test_eta_never_runs_past_the_timeout_when_the_timeout_binds(tmp_path: Path) -> None:
+    _, study = _study(tmp_path, MULTI)
+    top_up(study, 1000)  # --trials 1000 --timeout 600: the timeout ends the run, not the budget
+    space = spaces.loads(MULTI, source="test")
+    display = ProgressDisplay(study, space, io.StringIO(), tty=False, timeout=600.0)
+    done = display.done_at_start + 2  # two trials in 30 s: 995 more would take 4 hours
+    assert display.eta(done, 1000, elapsed=30.0) == pytest.approx(570.0)
+    assert display.eta(done, 1000, elapsed=700.0) == 0.0
+    untimed = ProgressDisplay(study, space, io.StringIO(), tty=False)
+    assert untimed.eta(done, 1000, elapsed=30.0) == pytest.approx(30.0 / 2 * (1000 - done))

@@ -27,7 +27,7 @@ import optuna
 import yaml
 
 import spaces
-import storage
+import storage as storages  # `storage=` is run's argument, as Optuna names it
 from search.errors import ConfigError
 from spaces.refs import tree_sha256
 
@@ -59,7 +59,7 @@ def run(
     y: Any = None,
     validation_data: Pair | None = None,
     test_data: Pair | None = None,
-    storage_url: str | None = None,
+    storage: str | None = None,
     study: str | None = None,
     trials: int | None = None,
     timeout: float | None = None,
@@ -77,7 +77,7 @@ def run(
         validation_data: ``(x_val, y_val)``; without it a seeded ``dataset.validation_fraction``
             of ``x`` is held out.
         test_data: ``(x_test, y_test)``, kept for ``hpsearch evaluate`` only.
-        storage_url: where the study lives (default: ``$HPSEARCH_STORAGE``, ..., ``sqlite:///hpsearch.db``).
+        storage: the storage URL where the study lives (default: ``$HPSEARCH_STORAGE``, ..., ``sqlite:///hpsearch.db``).
         study: the study's name (default: the space's name).
         trials: the trials the study should hold (default: ``budget.trials``).
         timeout: start no new trial after this many seconds (default: ``budget.timeout``).
@@ -92,7 +92,7 @@ def run(
     """
     from search.trial.data import load_for
 
-    url = storage.resolve(storage_url)
+    url = storages.resolve(storage)
     if x is not None or y is not None:
         if x is None or y is None:
             raise ConfigError("run: give both x and y, or neither (then the space's dataset is used)")
@@ -106,6 +106,11 @@ def run(
     else:
         loaded = as_space(space)
     dataset = load_for(loaded)  # bad data stops here, before the study is written
+    if loaded.hypermodel is not None:  # as `hpsearch run` does: built once, before anything is written
+        from search.hypermodels.loader import check
+        from search.trial.build import check_hypermodel
+
+        check_hypermodel(check(loaded), dataset)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # hpsearch's progress says it once
     try:
@@ -139,15 +144,22 @@ def _run(
         print(start_from(opened, loaded, store, warm_start, budget), flush=True)
     top_up(opened, budget)
     if workers > 1:
+        from search.hypermodels.binding import worker_argument
+        from search.study.data_ref import worker_argument as data_argument
         from search.worker.launcher import launch
 
-        argvs = [
-            ["worker", "--study", opened.study_name, "--index", str(i), "--device", device]
-            for i in range(workers)
-        ]
-        if timeout is not None:
-            argvs = [[*a, "--timeout", str(timeout)] for a in argvs]
-        launch(url, argvs)
+        common = ["--device", device]
+        for flag, value in (
+            ("--timeout", timeout),
+            ("--hypermodel", worker_argument(loaded)),  # the workers import the file this run named
+            ("--data", data_argument(loaded)),  # ... and call the data loader it named
+        ):
+            if value is not None:
+                common += [flag, str(value)]
+        launch(
+            url,
+            [["worker", "--study", opened.study_name, "--index", str(i), *common] for i in range(workers)],
+        )
     else:
         run_worker(
             opened, loaded, dataset, url, device=device, index=0, timeout=timeout, heartbeat_interval=10
@@ -230,5 +242,5 @@ def _split_of(dataset: Any) -> dict[str, Any]:
 def _folder(url: str, data_dir: str | Path | None) -> Path:
     if data_dir is not None:
         return Path(data_dir)
-    db = storage.sqlite_path(url) if storage.backend(url) == "sqlite" else None
+    db = storages.sqlite_path(url) if storages.backend(url) == "sqlite" else None
     return db.parent / f"{db.stem}-data" if db is not None else Path("hpsearch-data")

@@ -108,7 +108,7 @@ def test_python_api_runs_on_arrays_in_memory_and_saves_them_by_content(
         x=x,
         y=y,
         validation_data=(x[:20], y[:20]),
-        storage_url=storage_url,
+        storage=storage_url,
         trials=2,
         data_dir=tmp_path,
     )
@@ -121,7 +121,7 @@ def test_python_api_runs_on_arrays_in_memory_and_saves_them_by_content(
         x=x,
         y=y,
         validation_data=(x[:20], y[:20]),
-        storage_url=storage_url,
+        storage=storage_url,
         trials=3,
         data_dir=tmp_path,
     )
@@ -143,7 +143,7 @@ def test_python_api_with_two_workers_shares_the_saved_arrays(storage_url: str, t
     x = np.random.default_rng(2).normal(size=(60, 3))
     study = search.run(
         {"name": "two", "objectives": ["val_accuracy"], **BASE},
-        x=x, y=(x[:, 1] > 0).astype(int), storage_url=storage_url, trials=4, workers=2, data_dir=tmp_path,
+        x=x, y=(x[:, 1] > 0).astype(int), storage=storage_url, trials=4, workers=2, data_dir=tmp_path,
     )  # fmt: skip
     assert [t.state for t in study.trials].count(TrialState.COMPLETE) == 4
     assert storage.backend(storage_url) == "sqlite"

@@ -24,7 +24,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import search
 from search.cli import main
+from search.errors import ConfigError
 from tests.helpers import write_space
 
 GUIDE = Path(__file__).with_name("kt_guide.py")
@@ -100,4 +102,6 @@ def test_what_would_fail_every_trial_is_one_line_before_a_study_is_written(
         assert err.count("\n") == 1, err
         assert err.startswith("hpsearch: error: hypermodel kt_guide.py:"), err
         assert re.search(message, err), err
+    with pytest.raises(ConfigError, match=message):  # the Python API checks it the same way
+        search.run(str(space), storage=url)
     assert not (tmp_path / "kt.db").exists() or optuna.get_all_study_names(url) == []

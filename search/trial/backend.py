@@ -251,7 +251,7 @@ def to_device(name: str, arrays: tuple[np.ndarray, ...]) -> tuple[tuple[Any, ...
     import torch
 
     where = "cuda" if torch.cuda.is_available() else "cpu"
-    tensors_t = tuple(torch.as_tensor(a).to(where) for a in arrays)
+    tensors_t = tuple(torch.tensor(a, device=where) for a in arrays)  # a copy: the arrays are read-only
     return tensors_t, "GPU:0" if where == "cuda" else "CPU:0"
 
 

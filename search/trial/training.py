@@ -70,6 +70,10 @@ SAMPLES_PER_EXECUTION = 4096
 # ... but at most ~2 GFLOP of training work per execution (~50-100 ms on this CPU), so a stop
 # request or a NaN is still seen within a fraction of a second for large models.
 FLOPS_PER_EXECUTION = 2e9
+# On a GPU the same 2 GFLOP take well under a millisecond, so the cap there is 100x higher (still
+# ~10-50 ms of work per execution); only the ~4k-samples aim applies in practice. Not yet measured
+# on a GPU: benchmarks/gpu_check.sh records the steps per execution it used.
+GPU_FLOPS_PER_EXECUTION = 2e11
 VALIDATION_BATCH = 4096
 # XLA on a CPU saved 0.2-0.5 ms per optimizer step of the 784-128-10 / 784-512-512-10 MLPs and
 # costs ~0.5 s of compiling per trial (full and partial batch shapes): it pays from ~2000 steps.
@@ -169,7 +173,9 @@ def freeze_long_lived() -> None:
     gc.freeze()
 
 
-def pick_steps_per_execution(*, batch_size: int, n_train: int, flops_per_sample: int) -> int:
+def pick_steps_per_execution(
+    *, batch_size: int, n_train: int, flops_per_sample: int, flops_cap: float = FLOPS_PER_EXECUTION
+) -> int:
     """Optimizer steps per execution: ~4k samples per call, at most ~2 GFLOP, at most an epoch.
 
     A training step costs about three forward passes (forward, two backward matmuls).
@@ -182,7 +188,7 @@ def pick_steps_per_execution(*, batch_size: int, n_train: int, flops_per_sample:
     """
     steps_per_epoch = math.ceil(n_train / batch_size)
     by_samples = SAMPLES_PER_EXECUTION // batch_size
-    by_flops = int(FLOPS_PER_EXECUTION // max(1, 3 * flops_per_sample * batch_size))
+    by_flops = int(flops_cap // max(1, 3 * flops_per_sample * batch_size))
     return max(1, min(steps_per_epoch, by_samples, by_flops))
 
 
@@ -241,14 +247,17 @@ def fit(
         recorded in the trial so runs stay comparable).
     """
     name = keras.backend.backend()
+    on_cpu = data.device.startswith("CPU")
     spe = paths.steps_per_execution or pick_steps_per_execution(
-        batch_size=batch_size, n_train=data.n_train, flops_per_sample=flops_per_sample
+        batch_size=batch_size,
+        n_train=data.n_train,
+        flops_per_sample=flops_per_sample,
+        flops_cap=FLOPS_PER_EXECUTION if on_cpu else GPU_FLOPS_PER_EXECUTION,
     )
     if not backend.supports_steps_per_execution(name):
         spe = 1
     # set before the first fit: Keras builds the train / test functions lazily from these
     model.steps_per_execution = spe
-    on_cpu = data.device.startswith("CPU")
     jit = paths.jit_compile if backend.owns_xla(name) else None
     if jit is None and on_cpu and backend.owns_xla(name):
         jit = pick_jit_compile(model, total_steps=epochs * math.ceil(data.n_train / batch_size))

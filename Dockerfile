@@ -6,7 +6,7 @@
 #   another backend's extra, e.g. jax or torch, with KERAS_BACKEND=jax / torch (docs/compose.md)
 # The dependencies install in a layer of their own, before the source is copied, so editing the
 # source reuses them; a pip cache mount keeps wheels between builds that change them.
-FROM debian:bookworm-slim AS build
+FROM debian:bookworm-slim AS deps
 ARG EXTRAS=gpu
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 RUN apt-get update \
@@ -14,17 +14,19 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 # pyproject.toml alone (and an empty README) installs no package, only the dependencies,
-# pinned by constraints.txt: this layer is rebuilt only when one of the two files changes
+# pinned by constraints.txt: this stage is rebuilt only when one of the two files changes
 COPY pyproject.toml constraints.txt /src/
 RUN --mount=type=cache,target=/root/.cache/pip \
     touch /src/README.md \
     && /opt/venv/bin/pip install -c /src/constraints.txt "/src${EXTRAS:+[$EXTRAS]}"
+
+# the package itself, as a wheel (kilobytes): a source change rebuilds only this and the last layer
+FROM deps AS wheel
 COPY README.md /src/
 COPY search /src/search
 COPY spaces /src/spaces
 COPY storage /src/storage
-RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --force-reinstall /src \
-    && /opt/venv/bin/pip check
+RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheel /src
 
 FROM debian:bookworm-slim
 ARG KERAS_BACKEND=tensorflow
@@ -34,8 +36,13 @@ RUN apt-get update \
     && useradd --create-home --uid 10001 hpsearch \
     && mkdir -p /locks /work /artifacts /home/hpsearch/.keras \
     && chown hpsearch:hpsearch /locks /work /artifacts /home/hpsearch/.keras
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=$KERAS_BACKEND
-COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=$KERAS_BACKEND \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=wheel /wheel /tmp/wheel
+RUN pip install --no-cache-dir --no-deps --force-reinstall /tmp/wheel/*.whl \
+    && pip check \
+    && rm -rf /tmp/wheel
 USER 10001
 WORKDIR /work
 ENTRYPOINT ["hpsearch"]

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export HPSEARCH_OFFLINE ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint format bench clean constraints
+.PHONY: demo test lint format bench clean constraints compose-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ $(VENV)/.backends: pyproject.toml constraints.txt | $(VENV)/.installed
 
 test: $(VENV)/.installed $(VENV)/.backends  ## set up, then run the test suite
 	$(BIN)/python -m pytest -q
+
+# docker-compose.yml for real with podman, no Docker engine (root; a few minutes warm): docs/compose.md
+compose-test: $(VENV)/.installed
+	.ci/compose
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check search spaces storage tests benchmarks

@@ -1,10 +1,12 @@
 # hpsearch workers and dashboard on Debian 12 and its Python 3.11.
-# EXTRAS picks the pyproject.toml extras installed beside the package (comma-separated):
+# EXTRAS: the pyproject.toml extras installed beside the package (comma-separated):
 #   gpu (default)  TensorFlow with its CUDA wheels (tensorflow[and-cuda]); the NVIDIA driver comes
 #                  from the host via the container toolkit
 #   ""             CPU only (what `make compose-test` builds and runs)
-#   another backend's extra, e.g. jax or torch, with KERAS_BACKEND=jax / torch (docs/compose.md)
-# The dependencies install in a layer of their own, before the source is copied, so editing the
+#   jax-cuda       JAX on NVIDIA GPUs (with KERAS_BACKEND=jax); torch: PyTorch (KERAS_BACKEND=torch)
+# KERAS_BACKEND: the image's Keras backend; empty (default): the space's training.backend, else
+# TensorFlow. docs/compose.md has the commands, sizes and build times.
+# The dependencies install in a stage of their own, before the source is copied, so editing the
 # source reuses them; a pip cache mount keeps wheels between builds that change them.
 FROM debian:bookworm-slim AS deps
 ARG EXTRAS=gpu
@@ -29,7 +31,7 @@ COPY storage /src/storage
 RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheel /src
 
 FROM debian:bookworm-slim
-ARG KERAS_BACKEND=tensorflow
+ARG KERAS_BACKEND=""
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3=3.11.2-1+b1 \
     && rm -rf /var/lib/apt/lists/* \

@@ -73,6 +73,9 @@ def test_the_image_variants_name_extras_that_exist() -> None:
     assert re.search(r"^ARG EXTRAS=gpu$", dockerfile, re.M)
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert "tensorflow[and-cuda]" in extras["gpu"][0]
+    assert {"gpu", "jax-cuda", "torch"} <= set(extras)  # the variants the Dockerfile and docs name
+    # no backend forced by default: a space's training.backend decides
+    assert build["args"]["KERAS_BACKEND"] == "${KERAS_BACKEND:-}" and 'ARG KERAS_BACKEND=""' in dockerfile
     final = dockerfile.rsplit("\nFROM ", 1)[1]  # the last stage: Python and the venv, no build tools
     assert re.findall(r"apt-get install -y --no-install-recommends ([^\\\n]*?) *\\", final) == [
         "python3=3.11.2-1+b1"

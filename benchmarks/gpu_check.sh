@@ -60,7 +60,7 @@ if [[ ${GPU_CHECK_VENV:-1} == 1 ]]; then
 fi
 # what the worker path needs besides the machine's own numpy / JAX / PyTorch
 "$PY" -m pip install --quiet --no-index --find-links "$BUNDLE/wheels" \
-    keras optuna optuna-dashboard pyyaml tqdm 2>&1 | tee -a "$OUT/log.txt"
+    keras keras-tuner six optuna optuna-dashboard pyyaml tqdm 2>&1 | tee -a "$OUT/log.txt"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" HPSEARCH_OFFLINE=1 HPSEARCH_DATA_DIR="$BUNDLE/data"
 export HPSEARCH_LOCK_DIR="$WORK/locks" PYTHONUNBUFFERED=1
 hp() { "$PY" -m search "$@"; }
@@ -69,13 +69,14 @@ if nvidia-smi -L > "$OUT/nvidia-smi-L.txt" 2>&1 && [[ ${GPU_CHECK_FAKE_SMI:-0} !
 TOTAL=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n1 | tr -d ' ')
 NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
 "$PY" - "$OUT/meta.json" "$GPU" "${TOTAL:-0}" "${NAME:-none}" <<'EOF'
-import importlib, json, platform, sys
+import json, platform, sys
+from importlib.metadata import PackageNotFoundError, version
 versions = []
-for m in ("keras", "optuna", "jax", "jaxlib", "torch", "numpy"):
+for m in ("keras", "keras-tuner", "optuna", "jax", "jaxlib", "torch", "numpy", "tensorflow"):
     try:
-        versions.append(f"{m} {importlib.import_module(m).__version__}")
-    except Exception as e:  # noqa: BLE001 -- a report, not a failure
-        versions.append(f"{m} missing ({type(e).__name__})")
+        versions.append(f"{m} {version(m)}")
+    except PackageNotFoundError:
+        versions.append(f"{m} not installed")
 meta = {"gpu": sys.argv[2] == "1", "memory_total_mib": float(sys.argv[3] or 0), "gpu_name": sys.argv[4],
         "python": platform.python_version(), "versions": ", ".join(versions)}
 open(sys.argv[1], "w").write(json.dumps(meta, indent=2))

@@ -8,6 +8,7 @@ and the device are fixed.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import threading
 from collections.abc import Sequence
@@ -99,7 +100,11 @@ def run_worker(
         print(f"backend: {chosen.name} ({chosen.source})", flush=True)
     from search.results import artifacts
 
-    artifacts.use(artifacts.open_store(artifacts.resolve_dir(artifacts_dir, url)))
+    if importlib.util.find_spec("matplotlib") is None:  # a minimal install (e.g. a GPU box's bundle)
+        print("artifacts: none (matplotlib is not installed, so no learning-curve SVGs)", flush=True)
+        artifacts.use(None)
+    else:
+        artifacts.use(artifacts.open_store(artifacts.resolve_dir(artifacts_dir, url)))
     stop = threading.Event()
     with quiet_native_stderr(enabled=quiet):
         from search.trial.objective import Objective

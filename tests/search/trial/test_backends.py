@@ -194,3 +194,12 @@ def test_hpsearch_run_and_evaluate_on_the_backend(name: str, tmp_path: Path, spa
 
     model = keras.saving.load_model(tmp_path / "eval" / f"e2e-trial{done.number}" / "model.keras")
     assert model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0).shape == (2, 10)
+
+
+def test_a_gpu_runs_several_steps_per_execution_where_a_cpu_runs_one() -> None:
+    from search.trial.training import FLOPS_PER_EXECUTION, GPU_FLOPS_PER_EXECUTION, pick_steps_per_execution
+
+    # 784-512-10 at batch 1024: 2.5 GFLOP per step, over the CPU's 2 GFLOP cap, far under the GPU's
+    step = {"batch_size": 1024, "n_train": 54000, "flops_per_sample": 2 * (784 * 512 + 512 * 10)}
+    assert pick_steps_per_execution(**step, flops_cap=FLOPS_PER_EXECUTION) == 1
+    assert pick_steps_per_execution(**step, flops_cap=GPU_FLOPS_PER_EXECUTION) == 4  # 4096 samples

@@ -34,7 +34,7 @@ name: gpu-fashion-mlp
 description: a short fashion-mlp study for trials per minute (benchmarks/gpu_check.sh)
 dataset: {{name: fashion_mnist, validation_fraction: 0.1{limit}}}
 sampler: {{type: random, seed: 1}}
-budget: {{trials: 2000}}
+budget: {{trials: 400}}
 model:
   family: mlp
   layers: {{type: int, low: 1, high: 2}}

@@ -228,7 +228,11 @@ def _summarize(args: argparse.Namespace) -> int:
     lines.append(f"python {meta.get('python', '?')}; {meta.get('versions', '')}")
     for b, r in results["epoch"].items():
         f32, f16 = r["float32"], r["mixed_float16"]
-        ok = "meets" if f32["epoch_s"] < GOAL_EPOCH_S else "MISSES"
+        ok = (
+            ("meets" if f32["epoch_s"] < GOAL_EPOCH_S else "MISSES")
+            if meta.get("gpu")
+            else "not judged: no GPU,"
+        )
         lines.append(
             f"epoch 784-{MLP_UNITS}-10 @ {BATCH}, {b} on {r['device']}: float32 {f32['epoch_s']:.3f} s/epoch "
             f"({ok} the {GOAL_EPOCH_S} s goal), val_accuracy {f32['val_accuracy']:.4f}; mixed_float16 "
@@ -256,7 +260,9 @@ def _summarize(args: argparse.Namespace) -> int:
             )
         top = by_k.get("8", {}).get("trials_per_minute")
         if base and top:
-            verdict = "meets" if top >= GOAL_SPEEDUP * base else "MISSES"
+            verdict = (
+                ("meets" if top >= GOAL_SPEEDUP * base else "MISSES") if meta.get("gpu") else "not judged:"
+            )
             lines.append(f"{b}: K=8 / K=1 = {top / base:.2f}x ({verdict} the {GOAL_SPEEDUP:g}x goal)")
     for b, e in results["oom"].items():
         lines.append(

@@ -9,9 +9,9 @@
 #   0. a venv over the system's packages (its CUDA JAX / PyTorch), the bundle's wheels installed
 #   1. `hpsearch devices` on the real nvidia-smi, and under CUDA_VISIBLE_DEVICES
 #   2. epoch time of 784-512-10 @ 1024, data on the GPU, JAX and PyTorch, float32 and mixed_float16
-#   3. trials per minute of a short fashion-mlp study, --workers K --per-gpu K, K = 1 2 4 8, with
+#   3. an out-of-memory study (one configuration too big for a 1/4 share): it fails alone
+#   4. trials per minute of a short fashion-mlp study, --workers K --per-gpu K, K = 1 2 4 8, with
 #      each worker's GPU memory sampled by nvidia-smi (its peak against 1/K of the card)
-#   4. an out-of-memory study (one configuration too big for a 1/4 share): it fails alone
 # Environment: GPU_CHECK_BUNDLE (default benchmarks/gpu_bundle), GPU_CHECK_PYTHON (python3),
 # GPU_CHECK_VENV=0 (install into that python instead of a venv), GPU_CHECK_SECONDS (trials start
 # for this long per K, 25), GPU_CHECK_BACKENDS ("jax torch"), GPU_CHECK_KS_JAX ("1 2 4 8"),
@@ -101,13 +101,23 @@ for b in $BACKENDS; do
     log "2. epoch $b: exit $? $(tail -c 300 "$OUT/epoch-$b.log" | tr '\n' ' ' | cut -c1-200)"
 done
 
-# 3. trials per minute with K workers on the GPU; nvidia-smi samples each process' memory ---
+# 3. a trial too big for a 1/4 share fails alone; the worker goes on (before the K sweep, which
+#    takes what time is left) -------------------------------------------------------------
 GPUFLAG=(); [[ $GPU == 1 ]] && GPUFLAG=(--gpu)
 "$PY" "$ROOT/benchmarks/gpu_check.py" spaces "$OUT" "${GPUFLAG[@]}"
 for b in $BACKENDS; do
+    fits 60 "3. OOM study $b" || continue
+    timeout 120 "$PY" -m search run "$OUT/oom.yaml" --study "oom-$b" --storage "sqlite:///$OUT/oom-$b.db" \
+        --workers 1 --per-gpu 4 --backend "$b" --max-memory-growth 0 > "$OUT/oom-$b.log" 2>&1
+    echo $? > "$OUT/oom-$b.code"
+    log "3. OOM study $b: exit $(cat "$OUT/oom-$b.code")"
+done
+
+# 4. trials per minute with K workers on the GPU; nvidia-smi samples each process' memory ---
+for b in $BACKENDS; do
     ks=KS_$b
     for k in ${!ks}; do
-        fits $((SECONDS_PER_K + 60)) "3. $b K=$k" || continue
+        fits $((SECONDS_PER_K + 60)) "4. $b K=$k" || continue
         nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits -lms 500 \
             > "$OUT/mem-$b-$k.csv" 2>/dev/null &
         smi=$!
@@ -118,17 +128,8 @@ for b in $BACKENDS; do
         code=$?
         echo "$(( ($(date +%s%N) - t0) / 1000000 )) $code" > "$OUT/wall-$b-$k.txt"  # ms, exit code
         kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null
-        log "3. $b K=$k: exit $code, $(grep -c COMPLETE "$OUT/run-$b-$k.log") COMPLETE lines"
+        log "4. $b K=$k: exit $code, $(grep -c COMPLETE "$OUT/run-$b-$k.log") COMPLETE lines"
     done
-done
-
-# 4. a trial too big for a 1/4 share fails alone; the worker goes on ------------------------
-for b in $BACKENDS; do
-    fits 60 "4. OOM study $b" || continue
-    timeout 120 "$PY" -m search run "$OUT/oom.yaml" --study "oom-$b" --storage "sqlite:///$OUT/oom-$b.db" \
-        --workers 1 --per-gpu 4 --backend "$b" --max-memory-growth 0 > "$OUT/oom-$b.log" 2>&1
-    echo $? > "$OUT/oom-$b.code"
-    log "4. OOM study $b: exit $(cat "$OUT/oom-$b.code")"
 done
 
 "$PY" "$ROOT/benchmarks/gpu_check.py" summarize "$OUT" | tee -a "$OUT/log.txt"

@@ -76,11 +76,12 @@ def test_the_image_variants_name_extras_that_exist() -> None:
     assert {"gpu", "jax-cuda", "torch"} <= set(extras)  # the variants the Dockerfile and docs name
     # no backend forced by default: a space's training.backend decides
     assert build["args"]["KERAS_BACKEND"] == "${KERAS_BACKEND:-}" and 'ARG KERAS_BACKEND=""' in dockerfile
-    final = dockerfile.rsplit("\nFROM ", 1)[1]  # the last stage: Python and the venv, no build tools
-    assert re.findall(r"apt-get install -y --no-install-recommends ([^\\\n]*?) *\\", final) == [
-        "python3=3.11.2-1+b1"
-    ]
-    assert "USER 10001" in final and "COPY --from=deps /opt/venv /opt/venv" in final
+    # Python and its venv are all that is installed (no compiler, in any stage); the last stage runs
+    # as uid 10001 with the dependencies' stage and the package's wheel
+    installs = re.findall(r"apt-get install -y --no-install-recommends ([^\\\n]*?) *\\", dockerfile)
+    assert installs == ["python3=3.11.2-1+b1 python3-venv=3.11.2-1+b1"]
+    final = dockerfile.rsplit("\nFROM ", 1)[1]
+    assert final.startswith("deps\n") and "USER 10001" in final and "COPY --from=wheel" in final
 
 
 def test_dockerfile_passes_hadolint() -> None:

@@ -106,11 +106,12 @@ def run(
     else:
         loaded = as_space(space)
     dataset = load_for(loaded)  # bad data stops here, before the study is written
-    if loaded.hypermodel is not None:  # as `hpsearch run` does: built once, before anything is written
-        from search.hypermodels.loader import check
-        from search.trial.build import check_hypermodel
+    if (
+        loaded.hypermodel is not None
+    ):  # as `hpsearch run` does: built once (in a child), before anything is written
+        from search.trial.check import check_in_child
 
-        check_hypermodel(check(loaded), dataset)
+        check_in_child(loaded)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # hpsearch's progress says it once
     try:
@@ -208,7 +209,13 @@ def save_arrays(folder: Path, x: Any, y: Any, validation: Pair | None, test: Pai
                     f"run: {'validation_data' if split == 'val' else 'test_data'} must be (x, y)"
                 )
             arrays[f"x_{split}"], arrays[f"y_{split}"] = np.asarray(pair[0]), np.asarray(pair[1])
-    digest = hashlib.sha256()
+    from search.trial.sources import from_splits
+
+    from_splits(
+        "arrays",
+        {s: (arrays[f"x_{s}"], arrays[f"y_{s}"]) for s in ("train", "val", "test") if f"x_{s}" in arrays},
+    )
+    digest = hashlib.sha256()  # the arrays are checked: nothing is written for bad ones
     for key in sorted(arrays):
         a = np.ascontiguousarray(arrays[key])
         digest.update(f"{key}{a.dtype.str}{a.shape}".encode())

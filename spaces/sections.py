@@ -86,6 +86,8 @@ def _metric(metric: Any, logged: tuple[str, ...] | None, field: str, err: Err, *
             raise err(field, f"{metric} is measured once per trial, not per epoch")
         return metric
     names = (*(f"{p}{m}" for m in logged for p in ("val_", "")), *study)
+    if epoch and metric in schema.STUDY_METRICS:
+        raise err(field, f"{metric} is measured once per trial, not per epoch; prune on {', '.join(names)}")
     if not known(metric, names):
         extra = "" if len(logged) > 2 else "; add others with training.metrics (e.g. [auc])"
         raise err(field, f"expected one of {', '.join(names)}, got {metric!r}{extra}")

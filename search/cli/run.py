@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from search.study.queue import QueueStudy
     from search.trial.data import Dataset
 
-__all__ = ["commands", "load_checked"]
+__all__ = ["commands", "load_checked", "validate_here"]
 
 commands = Commands()
 
@@ -104,7 +104,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from search.study.queue import slots, top_up
     from search.trial.data import load_for  # imported late: `hpsearch validate` needs none of this
 
-    space = load_checked(args.space, debug=args.debug, data_dir=args.data_dir)  # a rejected space stops here
+    space = load_checked(
+        args.space, data_dir=args.data_dir, backend=args.backend
+    )  # a rejected space stops here
     url = storage.resolve(args.storage)
     dataset = load_for(space, args.data_dir)  # missing data stops here too
     store = _open(url, args)
@@ -141,6 +143,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _verdict(study, code)
 
 
+def _own_copies(space: spaces.Space) -> str:
+    """What a worker must name itself: the hypermodel and the data loader this study runs."""
+    from search.hypermodels.binding import worker_argument
+    from search.study.data_ref import worker_argument as data_argument
+
+    hypermodel, data = worker_argument(space), data_argument(space)
+    return (f" --hypermodel {hypermodel}" if hypermodel else "") + (f" --data {data}" if data else "")
+
+
 def _warm(
     study: optuna.Study,
     space: spaces.Space,
@@ -155,28 +166,47 @@ def _warm(
         print(start_from(study, space, store, source, budget), flush=True)
 
 
-def load_checked(source: str, *, debug: bool = False, data_dir: str | None = None) -> spaces.Space:
+def load_checked(
+    source: str, *, debug: bool = False, data_dir: str | None = None, backend: str | None = None
+) -> spaces.Space:
     """The space, checked as far as it can be without a study: nothing is written before.
 
-    A hypermodel is imported, ``NAME`` found, and the model built once with its default values
-    and scored on a few samples of the data (:func:`search.trial.build.check_hypermodel`); a
-    file dataset is read (its shape against the model family). TensorFlow starts first with its
-    native start-up chatter hidden, so that an error in the user's file is the one line on stderr.
+    A file dataset is read (its shape against the model family); a hypermodel is imported, and
+    built once with its default values and scored on a few samples, in a child process
+    (:mod:`search.trial.check`): this process may train afterwards on a GPU and backend of its
+    own choosing.
     """
-    from search.hypermodels.loader import check
+    space = spaces.load(source)
+    if space.dataset.is_file:
+        from search.trial.data import load_for
+
+        load_for(space, data_dir)
+    if space.hypermodel is not None:
+        from search.trial.check import check_in_child
+
+        check_in_child(space, data_dir, backend=backend)
+    return space
+
+
+def validate_here(source: str, *, debug: bool = False) -> spaces.Space:
+    """``hpsearch validate``: :func:`load_checked`, building the hypermodel here (validate trains nothing).
+
+    TensorFlow starts first with its native start-up chatter hidden, so that an error in the
+    user's file is the one line on stderr.
+    """
+    from search.errors import USER_ERRORS
+    from search.worker.native import quiet_native_stderr
 
     space = spaces.load(source)
     if space.hypermodel is None and not space.dataset.is_file:
         return space
-    from search.errors import USER_ERRORS
-    from search.worker.native import quiet_native_stderr
-
     refused: BaseException | None = None
     with quiet_native_stderr(enabled=not debug):  # an error's own line is enough: no chatter replayed
+        from search.hypermodels.loader import check
         from search.trial.data import load_for
 
         try:
-            dataset = load_for(space, data_dir)
+            dataset = load_for(space)
             if space.hypermodel is not None:
                 from search.trial.build import check_hypermodel
 
@@ -195,7 +225,6 @@ def _verdict(study: optuna.Study, code: int) -> int:
     running elsewhere may yet complete, so they leave the verdict at 0.
     """
     from optuna.trial import TrialState
-
 
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
@@ -222,7 +251,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     from search.study.create import create_or_load
     from search.study.queue import slots, top_up
 
-    space = load_checked(args.space, debug=args.debug)  # before the study is written
+    space = load_checked(args.space)  # before the study is written
     url = storage.resolve(args.storage)
     store = storage.open_storage(url, heartbeat_interval=None)
     study = create_or_load(space, store, study_name=args.study)
@@ -232,6 +261,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     print(
         f"study {study.study_name!r} in {storage.redact(url)}: {counts.done} done, {counts.running} running, "
         f"{counts.waiting} queued ({queued} added); workers: hpsearch worker --study {study.study_name}"
+        + _own_copies(space)
     )
     return 0
 

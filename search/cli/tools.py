@@ -59,14 +59,14 @@ def space_json(source: str, space: spaces.Space) -> dict[str, Any]:
     help="check space files (and import their hypermodels) without running anything",
 )
 def cmd_validate(args: argparse.Namespace) -> int:
-    from search.cli.run import load_checked  # a hypermodel is imported: what `run` would refuse
+    from search.cli.run import validate_here  # a hypermodel is built once: what `run` would refuse
 
     if args.json:  # every file checked before anything is printed: one document or one error
-        checked = [space_json(name, load_checked(name, debug=args.debug)) for name in args.space]
+        checked = [space_json(name, validate_here(name, debug=args.debug)) for name in args.space]
         print_json({"spaces": checked})
         return 0
     for name in args.space:
-        space = load_checked(name, debug=args.debug)
+        space = validate_here(name, debug=args.debug)
         searched = f"{sum(p.searched for p in space.params)} searched parameters"
         if space.hypermodel is not None:  # its parameters exist only once build(hp) runs
             searched = f"{space.hypermodel.spec} (its hp.* calls) + {searched} in training"

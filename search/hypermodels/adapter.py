@@ -53,7 +53,7 @@ from storage import compat
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["OptunaHyperParameters", "suggest"]
+__all__ = ["OptunaHyperParameters", "suggest", "supported"]
 
 
 _Base: Any = compat.suggesting_hyperparameters()  # keras_tuner.HyperParameters, hooked
@@ -72,15 +72,33 @@ class OptunaHyperParameters(_Base):
 
     def suggest(self, hyperparameter: Any) -> Any:
         """The value of a newly registered, active hyperparameter (its default without a trial)."""
-        if self.trial is None:
+        if self.trial is None:  # the default value, once it is known Optuna can sample it
+            supported(hyperparameter)
             return self.values[hyperparameter.name]
         return suggest(self.trial, hyperparameter)
+
+
+def supported(hp: Any) -> str:
+    """The KerasTuner kind of ``hp`` (fixed, boolean, choice, int, float) if Optuna can sample it.
+
+    Raises:
+        ConfigError: a kind or ``sampling`` Optuna has no equivalent for.
+    """
+    kind = str(compat.kt_kind(hp))
+    if kind not in ("fixed", "boolean", "choice", "int", "float"):
+        raise ConfigError(f"hyperparameter {hp.name!r}: {type(hp).__name__} has no Optuna equivalent")
+    if kind in ("int", "float") and hp.sampling == "reverse_log":
+        raise ConfigError(
+            f"hyperparameter {hp.name!r}: sampling='reverse_log' has no Optuna equivalent; "
+            "use 'log' or 'linear'"
+        )
+    return kind
 
 
 def suggest(trial: optuna.trial.BaseTrial, hp: Any) -> Any:
     """Sample one KerasTuner hyperparameter object through Optuna under its own name."""
     name = hp.name
-    kind = compat.kt_kind(hp)
+    kind = supported(hp)
     if kind == "fixed":
         return trial.suggest_categorical(name, [hp.value])
     if kind == "boolean":
@@ -88,12 +106,6 @@ def suggest(trial: optuna.trial.BaseTrial, hp: Any) -> Any:
     if kind == "choice":
         return trial.suggest_categorical(name, list(hp.values))
     is_int = kind == "int"
-    if kind not in ("int", "float"):
-        raise ConfigError(f"hyperparameter {name!r}: {type(hp).__name__} has no Optuna equivalent")
-    if hp.sampling == "reverse_log":
-        raise ConfigError(
-            f"hyperparameter {name!r}: sampling='reverse_log' has no Optuna equivalent; use 'log' or 'linear'"
-        )
     low, high, step = hp.min_value, hp.max_value, hp.step
     if hp.sampling == "log":
         if step is None:

@@ -174,7 +174,7 @@ def evaluate(
 
 
 def _fit(model: Any, ds: Dataset, params: dict[str, Any], trial: FrozenTrial, fit: str) -> tuple[int, int]:
-    """Train as ``fit`` says; the epochs run and the number of training images."""
+    """Train as ``fit`` says; the epochs run and the number of training samples."""
     import keras
 
     if fit == "train":
@@ -250,7 +250,7 @@ def _attrs(result: Evaluation) -> dict[str, Any]:
         keys.TEST_PER_CLASS: {
             name: {k: float(v) for k, v in result.per_class[name].items()} for name in result.class_names
         },
-        keys.TEST_FIT: f"{result.fit}, {result.epochs} epochs, {result.train_size} images",
+        keys.TEST_FIT: f"{result.fit}, {result.epochs} epochs, {result.train_size} samples",
         keys.TEST_MODEL: str(result.model_path),
     }
 
@@ -281,7 +281,7 @@ def format_evaluation(result: Evaluation) -> str:
     label_w = max(map(len, names))
     lines = [
         f"trial {result.trial} of study {result.study!r}: retrained on {result.fit} "
-        f"({result.train_size} images, {result.epochs} epochs); test split: {result.test_size} images "
+        f"({result.train_size} samples, {result.epochs} epochs); test split: {result.test_size} samples "
         f"({result.test_source})",
         f"test_accuracy={result.test_accuracy:.4f} test_loss={result.test_loss:.4f}",
         *(

@@ -97,7 +97,13 @@ def build_hypermodel(space: Space, hp: Any, params: Mapping[str, Any], data: Dat
     else:
         mean, variance = data.feature_stats
         scaled = keras.layers.Normalization(mean=mean, variance=variance)(inputs)
-    wrapped = keras.Model(inputs, model(scaled))
+    try:
+        wrapped = keras.Model(inputs, model(scaled))
+    except (ValueError, TypeError) as e:  # the hypermodel's own Input disagrees with the data
+        raise ConfigError(
+            f"{name}: its model does not take {data.name}'s samples of shape {data.input_shape}: "
+            + first_line(e)
+        ) from e
     wrapped.compile_from_config(config)
     return wrapped
 
@@ -123,13 +129,24 @@ def check_hypermodel(space: Space, data: Dataset) -> None:
     params = {"normalize": getattr(normalize, "value", True)}
     try:
         model = build_hypermodel(space, OptunaHyperParameters(None), params, data)
-        ds = data.one_hot() if label_encoding(model) == "one_hot" else data
-        logged = model.evaluate(ds.x_val[:32], ds.y_val[:32], verbose=0, return_dict=True)
     except Exception as e:
         reason = failure_reason(e, during="build", hypermodel=ref)
         if reason is None:
             raise
-        raise ConfigError(f"{reason} (built once with its default values on {data.name})") from e
+        keras.backend.clear_session()
+        raise ConfigError(f"{reason} (built once with its default values)") from e
+    try:  # the data through the compiled model: its input shape, its loss against the labels
+        ds = data.one_hot() if label_encoding(model) == "one_hot" else data
+        logged = model.evaluate(ds.x_val[:32], ds.y_val[:32], verbose=0, return_dict=True)
+    except Exception as e:
+        if failure_reason(e, during="train", hypermodel=ref) is None:
+            raise
+        line = where(e, ref.file)
+        at = "" if line is None else f" (line {line})"
+        raise ConfigError(
+            f"hypermodel {ref.spec}: its model (default values) fails on {data.name}'s samples of shape "
+            f"{data.input_shape}{at}: {type(e).__name__}: {first_line(e)}"
+        ) from e
     finally:
         keras.backend.clear_session()
     names = {*logged, *(f"val_{k}" for k in logged)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -79,6 +80,8 @@ class Objective:
         """
         if space.hypermodel is not None:  # imported once, before any trial: a broken file stops the worker
             load_builder(space.hypermodel)
+        # each trial builds a new model, so TensorFlow's "tf.function retracing" warning says nothing
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
         self.space = space
         self.data = dataset
         # once per worker: every trial trains on these tensors (keyed by the labels' rank:

@@ -147,3 +147,16 @@ def test_python_api_with_two_workers_shares_the_saved_arrays(storage_url: str, t
     )  # fmt: skip
     assert [t.state for t in study.trials].count(TrialState.COMPLETE) == 4
     assert storage.backend(storage_url) == "sqlite"
+
+
+def test_python_api_refuses_bad_arrays_before_writing_anything(tmp_path: Path) -> None:
+    x = np.zeros((10, 3))
+    with pytest.raises(search.DataError, match="10 samples in x_train but 9 labels in y_train"):
+        search.run(
+            {"name": "bad", **BASE},
+            x=x,
+            y=np.arange(9) % 2,
+            storage=f"sqlite:///{tmp_path / 'b.db'}",
+            data_dir=tmp_path / "d",
+        )
+    assert not (tmp_path / "d").exists() and not (tmp_path / "b.db").exists()

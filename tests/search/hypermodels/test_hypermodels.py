@@ -61,6 +61,7 @@ def test_the_space_resolves_and_hashes_the_file_next_to_it(tmp_path: Path) -> No
         "patience",
         "normalize",
         "mixed_precision",
+        "backend",
     ]
     # the same text without a file to resolve against (a study's copy) imports nothing
     stored = spaces.loads(space.text, source="study x")
@@ -208,7 +209,7 @@ def test_after_the_file_is_fixed_the_study_runs(tmp_path: Path, capsys: pytest.C
     assert [t.state.name for t in _study(url).trials] == ["COMPLETE"]
 
 
-UNBUILDABLE = {  # the file imports, but every trial's build fails: each trial FAILs with the reason
+UNBUILDABLE = {  # the file imports, but every trial's build would fail: refused before a study is written
     "uncompiled": (
         "import keras\ndef build(hp):\n"
         "    return keras.Sequential([keras.layers.Dense(hp.Int('u', 1, 4))])\n",
@@ -233,18 +234,16 @@ UNBUILDABLE = {  # the file imports, but every trial's build fails: each trial F
 
 
 @pytest.mark.parametrize(("source", "match"), UNBUILDABLE.values(), ids=UNBUILDABLE.keys())
-def test_a_hypermodel_that_cannot_build_fails_its_trials_with_the_reason(
+def test_a_hypermodel_that_cannot_build_is_refused_before_a_study_is_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, match: str
 ) -> None:
     (tmp_path / "hm").mkdir()
     (tmp_path / "hm" / "tutorial.py").write_text(source)
     url = f"sqlite:///{tmp_path / 'b.db'}"
-    assert main(["run", str(_space(tmp_path)), "--storage", url]) == 1  # no trial completed
+    assert main(["run", str(_space(tmp_path)), "--storage", url]) == 2  # built once, in a child process
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("hpsearch: no trial of study 'kt-digits' completed (trials: 2 fail)"), err
-    trials = _study(url).trials
-    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
-    assert all(re.search(match, t.user_attrs["fail_reason"]) for t in trials), trials[0].user_attrs
+    assert len(err) == 1 and err[0].startswith("hpsearch: error: ") and re.search(match, err[0]), err
+    assert not (tmp_path / "b.db").exists()
 
 
 def test_a_failing_build_or_layer_fails_that_trial_alone(tmp_path: Path) -> None:
@@ -284,20 +283,20 @@ def test_a_failing_build_or_layer_fails_that_trial_alone(tmp_path: Path) -> None
 
 
 def test_checking_a_hypermodel_initializes_no_device(tmp_path: Path) -> None:
-    """`run` imports the hypermodel before its worker picks a GPU (CUDA_VISIBLE_DEVICES): the check
-    must build nothing, or TensorFlow would have started on every GPU before the choice."""
+    """`run` checks the hypermodel before its worker picks a GPU (CUDA_VISIBLE_DEVICES) and backend:
+    the build-once check runs in a child, or TensorFlow would have started on every GPU before the choice."""
     code = (
         "import sys\nfrom search.cli import main\n"
-        "assert main(['validate', sys.argv[1]]) == 0\n"
+        "assert main(['create', sys.argv[1], '--storage', sys.argv[2]]) == 0\n"
         "import tensorflow as tf\n"
         "tf.config.threading.set_intra_op_parallelism_threads(1)  # RuntimeError once TF started\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(_space(tmp_path))],
+        [sys.executable, "-c", code, str(_space(tmp_path)), f"sqlite:///{tmp_path / 'c.db'}"],
         capture_output=True, text=True, env=subprocess_env(TF_CPP_MIN_LOG_LEVEL="0"), timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "kt-digits.yaml: ok" in done.stdout
+    assert "study 'kt-digits'" in done.stdout
     assert "cuInit" not in done.stderr  # without a CUDA driver, TensorFlow logs its failed attempt
 
 

@@ -114,6 +114,7 @@ def test_the_compose_topology_runs_as_local_processes(tmp_path: Path, pg_url: st
             "HPSEARCH_DB_PASSWORD_FILE": str(secret),  # the secret, as compose mounts it
             "HPSEARCH_LOCK_DIR": str(tmp_path / "locks"),
             "HPSEARCH_ARTIFACTS": str(tmp_path / "artifacts"),
+            "HPSEARCH_HEARTBEAT": "10",
         }
     )
     variables = {"SPACE_FILE": "tiny.yaml", "STUDY": "tiny", "TRIALS": "6"}
@@ -202,6 +203,7 @@ class Project:
             "STUDY": "compose",
             "WORKERS": "2",
             "DASHBOARD_PORT": str(port),
+            "HEARTBEAT": "3",  # a killed worker's trial is re-run after 9 s, not 30
         }
 
     def compose(self, *args: str, **variables: str) -> None:

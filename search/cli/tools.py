@@ -230,17 +230,24 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     if args.study is not None and args.trial_params:
         raise ConfigError("lr-find: --trial-params is for SPACE; --study takes the trial's parameters")
     space = spaces.load(args.space) if args.space is not None else None
+    trial_params_: dict[str, Any] | None = None
+    if space is None:
+        from search.results.select import choose_trial, trial_params
+        from search.study.create import load_space
+
+        store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
+        space = load_space(store, args.study, data=args.data)
+        trial_params_ = trial_params(
+            choose_trial(optuna.load_study(study_name=args.study, storage=store), args.trial)
+        )
+    from search.trial import backend as backends
+
+    backends.select(backends.resolve(None, space))  # $KERAS_BACKEND, else the space's; before Keras starts
     with quiet_native_stderr(enabled=not args.debug):
         from search.tools import lr_find
 
-        if space is None:
-            from search.results.select import choose_trial, trial_params
-            from search.study.create import load_space
-
-            store = storage.open_storage(storage.resolve(args.storage), create=False, heartbeat_interval=None)
-            space = load_space(store, args.study, data=args.data)
-            trial = choose_trial(optuna.load_study(study_name=args.study, storage=store), args.trial)
-            params = trial_params(trial)
+        if trial_params_ is not None:
+            params = trial_params_
         else:
             params = lr_find.pick_params(space, lr_find.parse_overrides(args.trial_params))
         from search.trial.data import load_for

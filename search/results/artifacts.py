@@ -110,7 +110,7 @@ def record(trial: optuna.Trial, model: keras.Model, curves: Mapping[str, Sequenc
             upload_artifact(
                 artifact_store=_store, file_path=str(txt), study_or_trial=trial, mimetype=TEXT_MIMETYPE
             )
-    except OSError as e:
+    except (OSError, ImportError) as e:  # a full disk; a minimal install without matplotlib
         print(f"warning: trial {trial.number}: artifacts not saved: {e}", file=sys.stderr, flush=True)
 
 

@@ -105,6 +105,9 @@ def evaluate(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
     space = load_space(store, study_name, data=data)
+    from search.trial import backend as backends
+
+    backends.select(backends.resolve(None, space))  # $KERAS_BACKEND, else the space's; before Keras starts
     study = optuna.load_study(study_name=study_name, storage=store)
     space = bind_worker(space, study.user_attrs, study_name, hypermodel)  # your copy of its hypermodel
     chosen = choose_trial(study, trial)

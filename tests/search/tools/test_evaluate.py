@@ -85,7 +85,7 @@ def test_evaluate_prints_a_full_confusion_matrix_and_saves_a_loadable_model(
     assert np.array(evaluated.user_attrs["test_confusion_matrix"]).sum() == 360
     assert (
         evaluated.user_attrs["test_fit"]
-        == f"train+validation, {chosen.user_attrs['best_epoch']} epochs, 587 images"
+        == f"train+validation, {chosen.user_attrs['best_epoch']} epochs, 587 samples"
     )
     assert evaluated.state == optuna.trial.TrialState.COMPLETE
 
@@ -96,7 +96,7 @@ def test_evaluate_a_chosen_trial_trained_as_it_ran(
     args = ["evaluate", "--study", "tiny-eval", "--storage", study_url, "--out", str(tmp_path)]
     assert main([*args, "--trial", "0", "--fit", "train"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("trial 0 of study 'tiny-eval': retrained on train (300 images,")
+    assert out.startswith("trial 0 of study 'tiny-eval': retrained on train (300 samples,")
     found = re.search(
         r"validation accuracy of the retrained model ([0-9.]+) \(the trial recorded ([0-9.]+)\)", out
     )

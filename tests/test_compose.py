@@ -176,7 +176,7 @@ def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_containers_the_image_is_small_safe_and_works() -> None:
+def test_containers_the_image_answers_as_non_root_without_compiler_or_secret() -> None:
     _podman_or_skip()
     run = ["run", "--rm", "--network", "none", IMAGE]
     shell = ["run", "--rm", "--network", "none", "--entrypoint", "sh", IMAGE, "-c"]

@@ -12,7 +12,7 @@ import pytest
 from numpy.typing import NDArray
 
 from search.errors import ConfigError, DataError
-from search.trial import data
+from search.trial import bundled, data
 from search.trial.data import DATASETS, load_dataset
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -28,7 +28,7 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("KERAS_HOME", str(home / "keras"))
     monkeypatch.setenv("HPSEARCH_OFFLINE", "1")
     monkeypatch.delenv("HPSEARCH_DATA_DIR", raising=False)
-    monkeypatch.setitem(data._DEBIAN_DIRS, "fashion_mnist", tmp_path / "no-debian")
+    monkeypatch.setitem(bundled._DEBIAN_DIRS, "fashion_mnist", tmp_path / "no-debian")
     load_dataset.cache_clear()
     yield
     load_dataset.cache_clear()
@@ -184,7 +184,7 @@ def test_fashion_mnist_does_not_take_mnist_npz(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 def test_fashion_mnist_from_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(data._DEBIAN_DIRS, "fashion_mnist", DEBIAN_FASHION)
+    monkeypatch.setitem(bundled._DEBIAN_DIRS, "fashion_mnist", DEBIAN_FASHION)
     ds = load_dataset("fashion_mnist", validation_fraction=0.1)
     assert ds.source == str(DEBIAN_FASHION)
     assert ds.x_train.shape == (54_000, 28, 28, 1) and ds.x_val.shape == (6_000, 28, 28, 1)
@@ -358,7 +358,7 @@ def test_missing_test_split_names_the_t10k_files(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 def test_fashion_mnist_test_split_from_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(data._DEBIAN_DIRS, "fashion_mnist", DEBIAN_FASHION)
+    monkeypatch.setitem(bundled._DEBIAN_DIRS, "fashion_mnist", DEBIAN_FASHION)
     test = data.load_test("fashion_mnist")
     assert test.x.shape == (10_000, 28, 28, 1)
     assert np.bincount(test.y).tolist() == [1_000] * 10

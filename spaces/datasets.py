@@ -80,7 +80,7 @@ def _file(d: dict[str, Any], base: Path | None, fraction: float, limit: int | No
         kind, allowed = "npz", ()
     elif path.lower().endswith((".csv", ".tsv")):
         kind, allowed = "csv", ("label", "test")
-    elif path.endswith("/") or (base is not None and _absolute(path, base).is_dir()):
+    elif path.endswith("/") or base is None or _absolute(path, base).is_dir():  # base None: a study's text
         kind, allowed = "images", ("image_size", "test")
     else:
         raise err("dataset.path", f"{path}: expected a .npz or .csv file, or a folder of class subfolders")

@@ -70,6 +70,14 @@ def test_grayscale_image_folder_keeps_one_channel(tmp_path: Path) -> None:
     assert ds.input_shape == (6, 6, 1) and ds.class_names == ("left", "right")
 
 
+def test_a_folder_named_without_a_slash_reads_back_from_the_study_text(tmp_path: Path) -> None:
+    write_images(tmp_path / "images")
+    space = _space(tmp_path, {"path": "images", "image_size": [8, 8]})
+    assert space.dataset.kind == "images"
+    again = spaces.loads(space.text, source="study s")  # as a worker reads it: nothing resolved
+    assert again.dataset.kind == "images" and again.dataset.file is None
+
+
 def test_image_folder_of_mixed_sizes_without_image_size_names_the_first_odd_file(tmp_path: Path) -> None:
     write_images(tmp_path / "images")
     space = _space(tmp_path, {"path": "images"})

@@ -44,12 +44,17 @@ def as_space(space: SpaceLike) -> spaces.Space:
     """A loaded space from a file, a preset name, a dict or a Space (paths resolve from the cwd)."""
     if isinstance(space, spaces.Space):
         return space
-    if isinstance(space, Mapping):
-        text = yaml.safe_dump(dict(space), sort_keys=False)
+    if isinstance(space, Mapping):  # one object used twice is written twice, not as a YAML alias
+        text = yaml.dump(dict(space), Dumper=_NoAliases, sort_keys=False)
         return spaces.loads(text, source="<dict>", base_dir=Path.cwd())
     if isinstance(space, (str, Path)):
         return spaces.load(space)
     raise ConfigError(f"space: expected a file, a preset name, a dict or a Space, got {type(space).__name__}")
+
+
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def run(

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 import search
 import storage
 from search import keys
+from search.api import as_space
 from search.cli import main
 from search.study import open_storage
 from tests.helpers import TINY, write_space
@@ -160,3 +161,11 @@ def test_python_api_refuses_bad_arrays_before_writing_anything(tmp_path: Path) -
             data_dir=tmp_path / "d",
         )
     assert not (tmp_path / "d").exists() and not (tmp_path / "b.db").exists()
+
+
+def test_a_dict_space_may_use_one_object_twice() -> None:
+    shared = {"type": "int", "low": 4, "high": 16}  # YAML would write an alias; the loader refuses those
+    space = as_space(
+        {"name": "twice", "dataset": "digits", "model": {"family": "cnn", "units": shared, "filters": shared}}
+    )
+    assert space.name == "twice" and sum(p.searched for p in space.params) == 2

@@ -20,6 +20,8 @@ from search.errors import USER_ERRORS, ConfigError, HPSearchError
 
 __all__ = ["check_in_child", "main"]
 
+_MARK = "hpsearch-check: "  # the child's own line on stderr, told apart from what TensorFlow prints
+
 
 def check_in_child(space: spaces.Space, data_dir: str | None = None, *, backend: str | None = None) -> None:
     """Build ``space``'s hypermodel once in a child process on the CPU; raise its one line.
@@ -45,7 +47,9 @@ def check_in_child(space: spaces.Space, data_dir: str | None = None, *, backend:
         env["KERAS_BACKEND"] = str(chosen)
     argv = [sys.executable, "-m", "search.trial.check", str(base), space.source, data_dir or ""]
     done = subprocess.run(argv, input=text, capture_output=True, text=True, env=env, check=False)
-    last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+    lines = done.stderr.strip().splitlines()
+    ours = [line.removeprefix(_MARK) for line in lines if line.startswith(_MARK)]  # not a library's chatter
+    last = (ours or lines or [f"exit code {done.returncode}"])[-1]
     if done.returncode == 2:
         raise ConfigError(last)
     if done.returncode != 0:
@@ -63,7 +67,7 @@ def main(argv: list[str]) -> int:
         space = spaces.loads(sys.stdin.read(), source=source, base_dir=Path(base))
         check_hypermodel(check(space), load_for(space, data_dir or None))
     except USER_ERRORS as e:
-        print(e, file=sys.stderr)
+        print(f"{_MARK}{e}", file=sys.stderr, flush=True)
         return 2
     return 0
 

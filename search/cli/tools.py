@@ -59,7 +59,7 @@ def space_json(source: str, space: spaces.Space) -> dict[str, Any]:
     help="check space files (and import their hypermodels) without running anything",
 )
 def cmd_validate(args: argparse.Namespace) -> int:
-    from search.cli.run import validate_here  # a hypermodel is built once: what `run` would refuse
+    from search.cli.checks import validate_here  # a hypermodel is built once: what `run` would refuse
 
     if args.json:  # every file checked before anything is printed: one document or one error
         checked = [space_json(name, validate_here(name, debug=args.debug)) for name in args.space]

@@ -36,6 +36,10 @@ PRUNE_REASON: Final = "prune_reason"
 PRUNING_CURVE: Final = "pruning_curve"  # the pruned-on metric by epoch (multi-objective pruning)
 WARM_START_FROM: Final = "warm_start_from"  # "STUDY#N": the configuration was that trial's
 REQUEUED: Final = "requeued"  # True: the worker stopped mid-trial and handed the trial back
+PAUSED_AT: Final = "paused_at"  # ASHA: the rung epoch where the trial paused (PRUNED, may be promoted)
+RESUMED_FROM: Final = "resumed_from"  # ASHA: {trial, epoch}: this trial continues that paused one
+RESUMED: Final = "resumed"  # "checkpoint" or "retrained": how a continuation got to its epoch
+BASELINE: Final = "baseline"  # True: the study's first trial, the space's centre
 
 # trial user attrs, set by `hpsearch evaluate` on the trial it tested
 TEST_ACCURACY: Final = "test_accuracy"

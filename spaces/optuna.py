@@ -43,6 +43,8 @@ def make_sampler(space: Space, *, seed_offset: int = 0) -> optuna.samplers.BaseS
 
 def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
     """Optuna's pruner for a space's ``pruner`` section (wrapped in PatientPruner with ``patience``)."""
+    if spec.type == "asha":  # hpsearch schedules it (search.study.asha); Optuna prunes nothing
+        return optuna.pruners.NopPruner()
     pruner: optuna.pruners.BasePruner = getattr(optuna.pruners, schema.PRUNERS[spec.type].cls)(
         **dict(spec.options)
     )

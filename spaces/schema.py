@@ -248,6 +248,8 @@ PRUNERS: dict[str, PrunerKind] = {
         "HyperbandPruner",
         {"min_resource": ("int", None), "max_resource": ("int", None), "reduction_factor": ("int", None)},
     ),
+    # hpsearch's own (search.study.asha); Optuna's study pruner stays NopPruner
+    "asha": PrunerKind("NopPruner", {"min_epochs": ("int", 1), "reduction_factor": ("int", 3)}),
     "threshold": PrunerKind(
         "ThresholdPruner",
         {"lower": ("float", None), "upper": ("float", None), "n_warmup_steps": ("int", None)},

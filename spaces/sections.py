@@ -94,6 +94,8 @@ def _metric(metric: Any, logged: tuple[str, ...] | None, field: str, err: Err, *
     return metric
 
 
+# samplers that learn from trials: their first trial is the space's centre unless baseline: false
+BASELINE_SAMPLERS = ("tpe", "gp", "cmaes")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 
@@ -121,7 +123,7 @@ def sampler(value: Any, seed: int, n_objectives: int, err: Err) -> SamplerSpec:
         raise err("sampler.type", f"expected one of {', '.join(schema.SAMPLERS)}, got {kind!r}")
     registered = schema.SAMPLERS[kind]
     table = registered.options
-    mapping(d, "sampler", err, allowed=("type", "seed", *table))
+    mapping(d, "sampler", err, allowed=("type", "seed", "baseline", *table))
     if registered.single_objective and n_objectives > 1:
         many = ", ".join(k for k, s in schema.SAMPLERS.items() if not s.single_objective and k != "grid")
         raise err("sampler.type", f"{kind} supports one objective only; use one of {many}")
@@ -130,12 +132,13 @@ def sampler(value: Any, seed: int, n_objectives: int, err: Err) -> SamplerSpec:
         if importlib.util.find_spec(module) is None:
             raise err("sampler.type", f"{kind} needs the package {module!r}, which is not installed ({how})")
     s = as_int(d.get("seed", seed), "sampler.seed", err, low=0)
-    return SamplerSpec(type=kind, seed=s, options=_options(d, table, "sampler", err))
+    first = as_bool(d.get("baseline", kind in BASELINE_SAMPLERS), "sampler.baseline", err)
+    return SamplerSpec(type=kind, seed=s, options=_options(d, table, "sampler", err), baseline=first)
 
 
 def pruner(value: Any, goals: tuple[Objective, ...], logged: tuple[str, ...] | None, err: Err) -> PrunerSpec:
     d = mapping(value, "pruner", err)
-    kind = d.get("type", "none")
+    kind = d.get("type", "asha" if len(goals) == 1 else "none")
     if not known(kind, schema.PRUNERS):
         raise err("pruner.type", f"expected one of {', '.join(schema.PRUNERS)}, got {kind!r}")
     table = schema.PRUNERS[kind].options
@@ -155,6 +158,10 @@ def pruner(value: Any, goals: tuple[Objective, ...], logged: tuple[str, ...] | N
     if patience is not None:
         patience = as_int(patience, "pruner.patience", err, low=0)
     options = _options(d, table, "pruner", err)
+    if kind == "asha" and options["reduction_factor"] < 2:
+        raise err("pruner.reduction_factor", f"expected an integer >= 2, got {options['reduction_factor']}")
+    if kind == "asha" and options["min_epochs"] < 1:
+        raise err("pruner.min_epochs", f"expected an integer >= 1, got {options['min_epochs']}")
     if kind == "percentile" and not 0.0 <= options["percentile"] <= 100.0:
         raise err("pruner.percentile", f"expected a number in [0, 100], got {options['percentile']:g}")
     return PrunerSpec(

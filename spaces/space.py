@@ -85,6 +85,7 @@ class SamplerSpec:
     type: str
     seed: int
     options: Mapping[str, Any]
+    baseline: bool = False  # a fresh study's first trial is the space's centre (search.study.baseline)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,10 @@ __all__ = [
     "BaseHeartbeat",
     "claim_waiting_trial",
     "dashboard_note_attrs",
+    "delete_blank_waiting",
+    "fix_params",
+    "fixed_params",
+    "insert_study_system_attr",
     "kt_kind",
     "pareto_front",
     "rdb_backend",
@@ -132,6 +137,97 @@ def claim_waiting_trial(study: optuna.Study, *, token: str | None = None, again:
         raise
     finally:
         session.close()
+
+
+def fix_params(study: optuna.Study, trial: int, params: Mapping[str, Any]) -> None:
+    """Make a RUNNING trial of ours suggest ``params`` (the values ``enqueue_trial`` fixes).
+
+    Public API: ``enqueue_trial`` fixes them on a new WAITING trial, which the next claim would
+    not necessarily pick; here a trial already claimed is turned into a promotion. The key is
+    the one ``enqueue_trial`` writes and ``optuna.Trial`` reads when it is made.
+    """
+    study._storage.set_trial_system_attr(trial, "fixed_params", dict(params))
+
+
+def fixed_params(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The values a trial was queued with (``enqueue_trial``, a re-queue, a promotion), if any."""
+    fixed = trial.system_attrs.get("fixed_params")
+    return dict(fixed) if fixed else None
+
+
+_MARKERS = threading.Lock()
+
+
+def insert_study_system_attr(study: optuna.Study, key: str, value: Any) -> bool:
+    """Set a study system attr only if it is not set yet, atomically; whether this call set it.
+
+    Public API: ``set_study_system_attr`` overwrites, so two workers promoting the same trial
+    at once would both believe they did. On an RDB storage this is one INSERT into Optuna's
+    table, whose unique (study, key) index refuses the second; other storages live in one
+    process (in-memory) or are written by one (a journal file per study here), so a lock does.
+    """
+    backend = rdb_backend(study._storage)
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        with _MARKERS:
+            if key in study._storage.get_study_system_attrs(study._study_id):
+                return False
+            study._storage.set_study_system_attr(study._study_id, key, value)
+            return True
+    from optuna.storages._rdb import models  # Optuna's schema
+
+    session: Session = backend.scoped_session()
+    try:
+        value_json = json.dumps(value)
+        row = models.StudySystemAttributeModel(study_id=study._study_id, key=key, value_json=value_json)
+        session.add(row)
+        session.commit()
+        return True
+    except sqlalchemy.exc.IntegrityError:
+        session.rollback()
+        return False
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def delete_blank_waiting(study: optuna.Study) -> int:
+    """Delete the study's blank WAITING trials (no parameters fixed); how many went.
+
+    Public API: none deletes a trial. ``hpsearch run`` queues one blank trial per budget slot;
+    when the run ends on its timeout the slots left over would stay in optuna-dashboard as
+    hundreds of WAITING trials. A blank holds nothing (its row and no attrs), and the trials
+    table keeps each trial's number, so the others' numbers do not change. Trials queued with
+    parameters (re-queued, warm start) stay. Only on an RDB storage; others keep them (0).
+    """
+    backend = rdb_backend(study._storage)
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return 0
+    from optuna.storages._rdb import models  # Optuna's schema
+
+    trial, attr = models.TrialModel, models.TrialSystemAttributeModel
+    session: Session = backend.scoped_session()
+    try:
+        with_attrs = session.query(attr.trial_id)
+        blank = (
+            session.query(trial.trial_id)
+            .filter(trial.study_id == study._study_id, trial.state == TrialState.WAITING)
+            .filter(trial.trial_id.not_in(with_attrs))
+            .with_for_update(skip_locked=True)
+            .all()
+        )
+        ids = [int(row[0]) for row in blank]
+        if ids:
+            session.query(trial).filter(trial.trial_id.in_(ids)).delete(synchronize_session=False)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+    study._thread_local.cached_all_trials = None
+    return len(ids)
 
 
 def _held_by(session: Session, study: int, token: str) -> int | None:

@@ -15,7 +15,7 @@ import spaces
 from search import keys
 from search.errors import ConfigError, StorageError
 from search.hypermodels import binding
-from search.study import data_ref
+from search.study import asha, data_ref
 from search.study.queue import QueueStudy
 from spaces import Space
 from spaces.optuna import make_pruner, make_sampler
@@ -84,12 +84,14 @@ def open_study(
     parallel workers do not sample the same ones.
     """
     n_trials = len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
-    return QueueStudy(
+    study = QueueStudy(
         study_name=name,
         storage=storage,
         sampler=make_sampler(space, seed_offset=n_trials + 100_003 * worker),
         pruner=_study_pruner(space),
     )
+    study.on_claim = asha.on_claim(space)
+    return study
 
 
 def load_space(storage: optuna.storages.BaseStorage, study_name: str, *, data: str | None = None) -> Space:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,12 +39,18 @@ class QueueStudy(optuna.Study):
     the trial's first heartbeat, and safe to retry after a lost reply (:func:`storage.claim`).
     """
 
+    # called with each claimed trial's id before it becomes an optuna.Trial: it may fix the
+    # trial's parameters (an ASHA promotion, the baseline; search.study.asha)
+    on_claim: Callable[[optuna.Study, int], None] | None = None
+
     def ask(self, fixed_distributions: dict[str, Any] | None = None) -> optuna.Trial:
         if fixed_distributions:
             raise ValueError("QueueStudy.ask takes no fixed distributions")
         trial_id = storage.claim(self)
         if trial_id is None:
             raise QueueEmpty
+        if self.on_claim is not None:
+            self.on_claim(self, trial_id)
         return optuna.Trial(self, trial_id)
 
 
@@ -109,11 +115,13 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, limited: bool = True) ->
     ``limited``: at most 3 times per configuration (a configuration that keeps killing its
     worker is not retried forever); a worker stopped on purpose hands its trial back always.
 
-    The copy does not inherit the lost run's user attrs (curves, reasons) nor its heartbeat and
+    The copy does not inherit the lost run's user attrs (curves, reasons; only what makes it an
+    ASHA continuation or the baseline) nor its heartbeat and
     claim: they describe a run that did not finish.
     """
     blank = copy.copy(trial)
-    blank.user_attrs = {}
+    # a continuation stays one (search.study.asha): it must not report its first epochs again
+    blank.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in (keys.RESUMED_FROM, keys.BASELINE)}
     blank.system_attrs = {
         k: v for k, v in trial.system_attrs.items() if k not in (storage.CLAIM_KEY, storage.HEARTBEAT_KEY)
     }

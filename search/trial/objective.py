@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -18,12 +19,14 @@ from search.hypermodels.adapter import OptunaHyperParameters
 from search.hypermodels.loader import hypermodel_of, load_builder
 from search.results import artifacts
 from search.results.select import best_epoch
+from search.study import asha
 from search.trial import backend
 from search.trial.build import build_hypermodel, build_model, failure_reason, label_encoding
 from search.trial.callbacks import CurveRecorder, NanGuard, StopWhen
 from search.trial.hyperfit import overrides_fit, run_fit, scores
 from search.trial.models import count_flops
 from search.trial.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
+from search.trial.scheduling import AshaReporter, Continuation, pause
 from search.trial.training import fit, freeze_long_lived, prepare
 from storage import compat
 
@@ -67,6 +70,7 @@ class Objective:
         stop: threading.Event | None = None,
         device_info: Mapping[str, Any] | None = None,
         on_gpu: bool = False,
+        checkpoints: Path | None = None,
     ) -> None:
         """
         Args:
@@ -77,6 +81,8 @@ class Objective:
                 batch and raises :class:`WorkerStopping` so the worker can re-queue it.
             device_info: the worker's placement (GPU index, UUID, memory cap), recorded per trial.
             on_gpu: this worker trains on a GPU (mixed precision applies only there).
+            checkpoints: where ASHA's paused trials save their models for a promotion to
+                continue (:mod:`search.study.asha`); None: a promotion retrains them.
         """
         if space.hypermodel is not None:  # imported once, before any trial: a broken file stops the worker
             load_builder(space.hypermodel)
@@ -93,9 +99,11 @@ class Objective:
         self.on_gpu = on_gpu
         self.prune = space.pruner.type != "none"
         self.stop = stop or threading.Event()
+        self.asha = asha.for_space(space)
+        self.checkpoints = checkpoints
         # multi-objective pruning: this worker's pruner instance (see search.trial.pruning)
         self._mo: optuna.pruners.BasePruner | None = None
-        if self.prune and space.is_multi_objective:
+        if self.prune and space.is_multi_objective and self.asha is None:
             from spaces.optuna import make_pruner
 
             self._mo = make_pruner(space.pruner)
@@ -105,6 +113,7 @@ class Objective:
             raise self._stopping(trial)
         params = self.space.sample(trial)
         params["backend"] = keras.backend.backend()  # the one it trains on (--backend may override)
+        after = Continuation.of(trial)  # an ASHA promotion continues a paused trial
         keras.backend.clear_session(free_memory=False)  # the one gc.collect() is below
         freeze_long_lived()  # frees the last trial's model; what survives is not walked again
         keras.utils.set_random_seed(self.space.seed + trial.number)
@@ -136,7 +145,15 @@ class Objective:
             if reason is None:  # a database error, a stop: not this trial's failure
                 raise
             raise self._fail(trial, reason) from e
-        _record(trial, {keys.PARAM_COUNT: param_count, keys.FLOPS: flops})
+        ref = self.space.hypermodel
+        hypermodel = None if hp is None or ref is None else hypermodel_of(load_builder(ref))
+        override = hp is not None and overrides_fit(hypermodel)  # KerasTuner's fit(hp, model, ...)
+        study = trial.study.study_name
+        first = 0 if override else after.restore(model, self.checkpoints, study, _jsonable(params))
+        built: dict[str, Any] = {keys.PARAM_COUNT: param_count, keys.FLOPS: flops}
+        if after.source is not None:
+            built[keys.RESUMED] = "checkpoint" if first else "retrained"
+        _record(trial, built)
 
         guard, recorder = NanGuard(), CurveRecorder()
         stopper = StopWhen(self.stop, self.space.budget.trial_timeout)
@@ -147,18 +164,14 @@ class Objective:
                     monitor="val_loss", patience=params["patience"], restore_best_weights=True
                 )
             )
-        pruning = self._pruning_callback(trial)
+        pruning = self._pruning_callback(trial, params["epochs"], after.epoch)
         if pruning is not None:
             callbacks.append(pruning)
 
         start = time.perf_counter()
         scored: dict[str, float] = {}
         try:
-            ref = self.space.hypermodel
-            hypermodel = None if hp is None or ref is None else hypermodel_of(load_builder(ref))
-            if hp is not None and overrides_fit(
-                hypermodel
-            ):  # KerasTuner's contract: its fit(hp, model, x, y, ...)
+            if override and hp is not None:
                 result = run_fit(
                     hypermodel, hp, model, data, batch_size=params["batch_size"],
                     epochs=params["epochs"], callbacks=callbacks,
@@ -174,13 +187,14 @@ class Objective:
                     epochs=params["epochs"],
                     callbacks=callbacks,
                     flops_per_sample=flops,
+                    initial_epoch=first,
                 )
         except Exception as e:  # out of memory, a custom layer's error, ...: this trial fails alone
             reason = failure_reason(e, during="train", hypermodel=self.space.hypermodel)
             if reason is None:
                 raise
             raise self._fail(trial, reason) from e
-        train_seconds = time.perf_counter() - start
+        train_seconds = time.perf_counter() - start + (after.seconds if first else 0.0)
 
         metrics = {**_final_metrics(recorder, params["patience"] > 0), **scored}
         metrics[keys.TRAIN_SECONDS] = train_seconds
@@ -188,8 +202,8 @@ class Objective:
         metrics[keys.FLOPS] = float(flops)
         shown = ("val_accuracy", "val_loss", "accuracy", "loss", keys.TRAIN_SECONDS, *self.space.metrics)
         results: dict[str, Any] = {key: metrics[key] for key in dict.fromkeys(shown) if key in metrics}
-        results[keys.EPOCHS_RUN] = recorder.epochs
-        results[keys.BEST_EPOCH] = best_epoch(recorder.curves, params["patience"] > 0)
+        results[keys.EPOCHS_RUN] = first + recorder.epochs
+        results[keys.BEST_EPOCH] = first + best_epoch(recorder.curves, params["patience"] > 0)
         results[keys.CURVES] = recorder.curves
         results[keys.FAST_PATHS] = used  # so that the train_seconds of two trials can be compared
         _record(trial, results)
@@ -203,6 +217,10 @@ class Objective:
             limit = self.space.budget.trial_timeout
             raise self._fail(trial, f"still training after budget.trial_timeout = {limit:g} s")
         if pruning is not None and pruning.pruned_at is not None:
+            if self.asha is not None:
+                pause(model, self.checkpoints, trial, _jsonable(params))
+                _record(trial, {keys.PAUSED_AT: pruning.pruned_at})
+                raise optuna.TrialPruned(f"paused at epoch {pruning.pruned_at}")
             raise optuna.TrialPruned(f"pruned at epoch {pruning.pruned_at}")
         missing = [m for m in self.space.metrics if m not in metrics]
         if missing:
@@ -224,12 +242,17 @@ class Objective:
             self._tensors[2] = prepare(data)
         return data
 
-    def _pruning_callback(self, trial: optuna.Trial) -> PruningCallback | None:
+    def _pruning_callback(self, trial: optuna.Trial, epochs: int, after: int) -> PruningCallback | None:
         if not self.prune:
             return None
         metric = self.space.pruner.metric
         reporter: Reporter
-        if self._mo is None:
+        if self.asha is not None:
+            native = not self.space.is_multi_objective
+            reporter = AshaReporter(
+                trial, self.asha, epochs=epochs, after=after, metric=metric, native=native
+            )
+        elif self._mo is None:
             reporter = NativeReporter(trial)
         else:
             direction = optuna.study.StudyDirection[self.space.pruner.direction.upper()]

@@ -114,7 +114,9 @@ class PruningCallback(keras.callbacks.Callback):
         step = epoch + 1
         if self.reporter.report(float(value), step):
             self.pruned_at = step
-            reason = f"{self.pruner_name} pruner at epoch {step}: {self.metric}={float(value):.4f}"
+            reason = getattr(self.reporter, "reason", None) or (
+                f"{self.pruner_name} pruner at epoch {step}: {self.metric}={float(value):.4f}"
+            )
             self.trial.set_user_attr(REASON_ATTR, reason)
             self.model.stop_training = True
 

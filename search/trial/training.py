@@ -238,6 +238,7 @@ def fit(
     callbacks: list[keras.callbacks.Callback],
     flops_per_sample: int,
     paths: FastPaths = FastPaths(),
+    initial_epoch: int = 0,
 ) -> dict[str, Any]:
     """Trains a compiled model like ``model.fit(x, y, batch_size, epochs, validation_data)``.
 
@@ -260,7 +261,8 @@ def fit(
     model.steps_per_execution = spe
     jit = paths.jit_compile if backend.owns_xla(name) else None
     if jit is None and on_cpu and backend.owns_xla(name):
-        jit = pick_jit_compile(model, total_steps=epochs * math.ceil(data.n_train / batch_size))
+        steps = (epochs - initial_epoch) * math.ceil(data.n_train / batch_size)
+        jit = pick_jit_compile(model, total_steps=steps)
     if jit is not None:
         model.jit_compile = jit  # Keras turns it off (with a warning) for layers XLA cannot take
     xla_train = bool(model.jit_compile)
@@ -275,6 +277,7 @@ def fit(
         data.y_train,
         batch_size=batch_size,
         epochs=epochs,
+        initial_epoch=initial_epoch,  # a continued ASHA trial: epochs it has not trained yet
         shuffle=True,
         validation_data=(data.x_val, data.y_val),
         validation_batch_size=val_batch,

@@ -12,6 +12,7 @@ import importlib.util
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import storage
@@ -105,6 +106,7 @@ def run_worker(
         artifacts.use(None)
     else:
         artifacts.use(artifacts.open_store(artifacts.resolve_dir(artifacts_dir, url)))
+    checkpoints = artifacts.resolve_dir(artifacts_dir, url) / "checkpoints"  # ASHA's paused trials
     stop = threading.Event()
     with quiet_native_stderr(enabled=quiet):
         from search.trial.objective import Objective
@@ -117,6 +119,7 @@ def run_worker(
             device=held.placement.describe(),
             device_info=devices.as_dict(held.placement),
             on_gpu=held.placement.gpu is not None,
+            checkpoints=checkpoints,
         )
     growth = recycle.DEFAULT_MAX_GROWTH if max_memory_growth is None else max_memory_growth
     recycler = recycle.Recycler(growth, enabled=restart_argv is not None)  # budgets survive a restart
@@ -135,6 +138,7 @@ def run_worker(
     )
     if result.recycle:
         recycle.restart(recycler, list(restart_argv or []))  # does not return: a fresh process
+    _forget_paused(study, checkpoints)
     if result.signalled:
         handed_back = "" if result.requeued is None else f"trial {result.requeued} was re-queued; "
         print(f"{result.signalled}: {handed_back}the study resumes where it stopped", file=sys.stderr)
@@ -143,3 +147,13 @@ def run_worker(
         print(f"hpsearch: stopped: {result.stop_reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def _forget_paused(study: QueueStudy, checkpoints: Path) -> None:
+    """The study's search is over (nothing queued or running): no paused trial will continue."""
+    from search.study.queue import slots
+    from search.trial import checkpoint
+
+    counts = slots(study.get_trials(deepcopy=False))
+    if counts.waiting == 0 and counts.running == 0:
+        checkpoint.discard_study(checkpoints, study.study_name)

@@ -170,6 +170,10 @@ def _run(
         run_worker(
             opened, loaded, dataset, url, device=device, index=0, timeout=timeout, heartbeat_interval=10
         )
+    if timeout or loaded.budget.timeout:
+        from search.study.queue import drop_unrun
+
+        drop_unrun(opened)  # the blank trials a timeout left unrun
     return optuna.load_study(study_name=opened.study_name, storage=store)
 
 

@@ -193,13 +193,14 @@ def insert_study_system_attr(study: optuna.Study, key: str, value: Any) -> bool:
 
 
 def delete_blank_waiting(study: optuna.Study) -> int:
-    """Delete the study's blank WAITING trials (no parameters fixed); how many went.
+    """Delete the study's trailing blank WAITING trials (no parameters fixed); how many went.
 
     Public API: none deletes a trial. ``hpsearch run`` queues one blank trial per budget slot;
     when the run ends on its timeout the slots left over would stay in optuna-dashboard as
-    hundreds of WAITING trials. A blank holds nothing (its row and no attrs), and the trials
-    table keeps each trial's number, so the others' numbers do not change. Trials queued with
-    parameters (re-queued, warm start) stay. Only on an RDB storage; others keep them (0).
+    hundreds of WAITING trials. A blank holds nothing (its row, no attrs). Only the trailing
+    ones go (none after them but blanks): Optuna numbers a new trial by counting the rows
+    before it, so deleting rows in the middle would give two trials one number. Only on an RDB
+    storage; others keep them (0).
     """
     backend = rdb_backend(study._storage)
     if not isinstance(backend, optuna.storages.RDBStorage):
@@ -210,14 +211,16 @@ def delete_blank_waiting(study: optuna.Study) -> int:
     session: Session = backend.scoped_session()
     try:
         with_attrs = session.query(attr.trial_id)
-        blank = (
-            session.query(trial.trial_id)
-            .filter(trial.study_id == study._study_id, trial.state == TrialState.WAITING)
-            .filter(trial.trial_id.not_in(with_attrs))
-            .with_for_update(skip_locked=True)
-            .all()
+        blank = (trial.state == TrialState.WAITING) & trial.trial_id.not_in(with_attrs)
+        last_kept = (
+            session.query(sqlalchemy.func.max(trial.trial_id))
+            .filter(trial.study_id == study._study_id, ~blank)
+            .scalar()
         )
-        ids = [int(row[0]) for row in blank]
+        rows = session.query(trial.trial_id).filter(trial.study_id == study._study_id, blank)
+        if last_kept is not None:
+            rows = rows.filter(trial.trial_id > last_kept)
+        ids = [int(row[0]) for row in rows.with_for_update(skip_locked=True).all()]
         if ids:
             session.query(trial).filter(trial.trial_id.in_(ids)).delete(synchronize_session=False)
         session.commit()
@@ -226,8 +229,26 @@ def delete_blank_waiting(study: optuna.Study) -> int:
         raise
     finally:
         session.close()
+    _forget_cached(study._storage, ids)
     study._thread_local.cached_all_trials = None
     return len(ids)
+
+
+def _forget_cached(store: optuna.storages.BaseStorage, ids: Sequence[int]) -> None:
+    """Drop deleted trials from Optuna's cache around an RDB storage (``_CachedStorage``)."""
+    cache = getattr(store, "_trial_id_to_study_id_and_number", None)
+    if cache is None:
+        return
+    with store._lock:  # type: ignore[attr-defined]  # the cache's own
+        for trial_id in ids:
+            found = cache.pop(trial_id, None)
+            if found is None:
+                continue
+            store._study_id_and_number_to_trial_id.pop(found, None)  # type: ignore[attr-defined]
+            info = store._studies.get(found[0])  # type: ignore[attr-defined]
+            if info is not None:
+                info.trials.pop(found[1], None)
+                info.unfinished_trial_ids.discard(trial_id)
 
 
 def _held_by(session: Session, study: int, token: str) -> int | None:

@@ -137,6 +137,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         code = launch(url, [_worker_argv(study.study_name, i, args) for i in range(args.workers)])
     else:
         code = _work(study, space, dataset, url, args)
+    if args.timeout or space.budget.timeout:
+        from search.study.queue import drop_unrun
+
+        dropped = drop_unrun(study)
+        if dropped:
+            print(f"timeout: {dropped} queued trials never started were removed (run again to queue them)")
     from search.results.tables import front_table
 
     print()

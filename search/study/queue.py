@@ -23,8 +23,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 import storage
 from search import keys
+from storage import compat
 
-__all__ = ["QueueEmpty", "QueueStudy", "Slots", "requeue", "slots", "top_up"]
+__all__ = ["QueueEmpty", "QueueStudy", "Slots", "drop_unrun", "requeue", "slots", "top_up"]
 
 
 class QueueEmpty(Exception):
@@ -101,6 +102,19 @@ def top_up(study: optuna.Study, budget: int) -> int:
     for _ in range(missing):
         study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING))
     return max(missing, 0)
+
+
+def drop_unrun(study: optuna.Study) -> int:
+    """After a run that ended on its timeout: delete the blank queued trials nobody ran.
+
+    A budget of 1,000 trials with a 10-minute timeout would otherwise leave ~990 blank WAITING
+    trials in optuna-dashboard. Nothing is lost: they hold no parameters, and the next ``hpsearch
+    run`` queues the budget again. Done only when no trial is running (a worker elsewhere may
+    still be claiming them); trials queued with parameters (re-queued, warm start) stay.
+    """
+    if any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)):
+        return 0
+    return compat.delete_blank_waiting(study)
 
 
 with warnings.catch_warnings():  # "experimental" since Optuna 2.8

@@ -5,9 +5,11 @@ Keras / TensorFlow keep about 4 MB per built and fitted model in the process, an
 docs/workers.md, "Memory"). So, like Celery's ``max_memory_per_child``, the worker bounds it itself: after
 each finished trial it compares its resident set size (``/proc/self/statm``) with a baseline taken
 after :data:`WARMUP_TRIALS` trials (TensorFlow's first trials allocate kernels and caches once;
-that is not a leak). When one more trial like the last would take the growth above the limit, the
-queue still holds trials, and the worker is neither stopping on a signal nor at ``--max-trials`` /
-``--timeout``, it replaces itself with a fresh interpreter running the same command
+that is not a leak). When the growth lasts -- the lowest of the last :data:`SUSTAINED`
+measurements, plus one more trial at their trend, is above the limit (one trial's peak, given
+back afterwards, restarts nothing) -- the queue still holds trials, and the worker is neither
+stopping on a signal nor at ``--max-trials`` / ``--timeout``, it replaces itself with a fresh
+interpreter running the same command
 (:func:`restart`, ``os.execve``):
 
 - same PID, so ``hpsearch run --workers K`` and signals keep working;
@@ -24,6 +26,7 @@ queue still holds trials, and the worker is neither stopping on a signal nor at 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import sys
@@ -50,6 +53,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_GROWTH = 8.0  # percent above the post-warm-up memory: a margin under the 10 % goal
+SUSTAINED = 3  # memory counts as grown when it stayed up for this many trials in a row
 WARMUP_TRIALS = 3  # the baseline is the resident memory after this many trials of the worker
 STATE_ENV = "HPSEARCH_RECYCLE_STATE"
 EVERY_ENV = "HPSEARCH_RECYCLE_EVERY"
@@ -140,7 +144,8 @@ class Recycler:
         self.every = int(os.environ.get(EVERY_ENV, "0") or 0) if enabled else 0
         self.trials_here = 0
         self.rss = 0.0
-        self.step = 0.0  # resident memory added by the last trial of this process
+        self.step = 0.0  # resident memory added per trial, over the last SUSTAINED trials
+        self.recent: collections.deque[float] = collections.deque(maxlen=SUSTAINED)
         self.due = False
 
     def budgets(self, max_trials: int | None, timeout: float | None) -> tuple[int | None, float | None]:
@@ -162,11 +167,14 @@ class Recycler:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.trials_here += 1
-        rss = rss_mib()
-        self.step = rss - self.rss if self.trials_here > 1 else 0.0
-        self.rss = rss
+        self.recent.append(rss_mib())
         if self.state.baseline_mib is None and self.state.ran + self.trials_here >= WARMUP_TRIALS:
-            self.state.baseline_mib = self.rss
+            self.state.baseline_mib = self.recent[-1]
+        # growth that lasts: the lowest of the last SUSTAINED measurements, and their trend; one
+        # trial's peak (a wide model, a large batch) is given back and restarts nothing
+        sustained = len(self.recent) == SUSTAINED
+        self.rss = min(self.recent) if sustained else 0.0
+        self.step = (self.recent[-1] - self.recent[0]) / (SUSTAINED - 1) if sustained else 0.0
         self.due = self._decide()
         if self.due:
             study.stop()
@@ -192,12 +200,13 @@ class Recycler:
         """The line printed before a restart."""
         n, pid = self.state.restarts + 1, os.getpid()
         base = self.state.baseline_mib
+        now = self.recent[-1] if self.recent else self.rss
         if base is None or self.max_growth_pct <= 0 or (self.every and self.trials_here >= self.every):
             return f"worker: {EVERY_ENV}={self.every} trials done in this process; restart {n} (pid {pid})"
         return (
-            f"worker: resident memory {self.rss:.0f} MiB is {self.rss / base - 1:.1%} above {base:.0f} MiB "
-            f"after warm-up (limit {self.max_growth_pct:g}%; Keras keeps ~4 MB per model); "
-            f"restart {n} (pid {pid}) to release it"
+            f"worker: resident memory {now:.0f} MiB, at least {self.rss:.0f} MiB for {SUSTAINED} trials: "
+            f"{self.rss / base - 1:.1%} above {base:.0f} MiB after warm-up (limit {self.max_growth_pct:g}%; "
+            f"Keras keeps ~4 MB per model); restart {n} (pid {pid}) to release it"
         )
 
 

@@ -96,6 +96,42 @@ def test_claim_waiting_trial_with_a_token_beats_and_can_be_asked_again(storage_u
     assert [b[0] for b in beats] == [first, second]
 
 
+def test_insert_study_system_attr_sets_a_key_once(storage_url: str) -> None:
+    study = _study(storage_url)
+    assert compat.insert_study_system_attr(study, "k", 1) is True
+    assert compat.insert_study_system_attr(study, "k", 2) is False  # the first one stays
+    store = storage.open_storage(storage_url, heartbeat_interval=None)
+    assert store.get_study_system_attrs(store.get_study_id_from_name("s"))["k"] == 1
+
+
+def test_fix_params_makes_a_claimed_trial_suggest_them(storage_url: str) -> None:
+    study = _study(storage_url)
+    study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING))
+    claimed = compat.claim_waiting_trial(study)
+    assert claimed is not None
+    compat.fix_params(study, claimed, {"x": 0.25})
+    trial = optuna.Trial(study, claimed)
+    assert trial.suggest_float("x", 0.0, 1.0) == 0.25
+    assert compat.fixed_params(study.get_trials()[0]) == {"x": 0.25}
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_delete_blank_waiting_keeps_numbers_unique(storage_url: str) -> None:
+    study = _study(storage_url)
+    study.tell(study.ask(), 1.0)
+    for _ in range(3):
+        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING))
+    assert compat.delete_blank_waiting(study) == 3
+    assert [t.number for t in study.get_trials()] == [0]
+    study.enqueue_trial({"x": 1.0})
+    study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING))
+    assert compat.delete_blank_waiting(study) == 1  # the blank after the queued one; not the queued one
+    assert [(t.number, t.state) for t in study.get_trials()] == [
+        (0, TrialState.COMPLETE),
+        (1, TrialState.WAITING),
+    ]
+
+
 def test_update_cached_user_attrs_shows_in_the_running_trial() -> None:
     study = optuna.create_study()
     trial = study.ask()

@@ -66,6 +66,9 @@ def trial_line(
     else:
         epochs = trial.user_attrs.get(keys.EPOCHS_RUN)
         shown = trial.user_attrs.get(keys.PRUNE_REASON) or (f"after {epochs} epochs" if epochs else "")
+    resumed = trial.user_attrs.get(keys.RESUMED_FROM)
+    if isinstance(resumed, dict):  # an ASHA promotion: the parameters are the paused trial's
+        shown += f" (continues #{resumed.get('trial')} from epoch {resumed.get('epoch')})"
     return f"{head} {shown}  {compact_params(trial.params)}".rstrip()
 
 

@@ -53,8 +53,7 @@ class AshaReporter:
             return False
         share = f"1/{self.scheduler.eta}"
         self.reason = (
-            f"asha: paused at epoch {step} ({self.metric}={value:.4f} not in the top {share} "
-            f"of {len(others) + 1} at that rung yet; a later trial may continue it)"
+            f"paused at epoch {step}: {self.metric}={value:.4f}, not top {share} of {len(others) + 1} there"
         )
         return True
 

@@ -239,8 +239,13 @@ def fit(
     flops_per_sample: int,
     paths: FastPaths = FastPaths(),
     initial_epoch: int = 0,
+    until: int | None = None,
 ) -> dict[str, Any]:
     """Trains a compiled model like ``model.fit(x, y, batch_size, epochs, validation_data)``.
+
+    ``initial_epoch``: a continued trial starts after the epochs it already trained;
+    ``until``: the epoch where it may be stopped (its next ASHA rung; default ``epochs``), so XLA
+    compiles only for trials sure to train long enough to repay it.
 
     Returns:
         What the run used: ``steps_per_execution``, ``validation_batch_size``, ``jit_compile``
@@ -261,7 +266,8 @@ def fit(
     model.steps_per_execution = spe
     jit = paths.jit_compile if backend.owns_xla(name) else None
     if jit is None and on_cpu and backend.owns_xla(name):
-        steps = (epochs - initial_epoch) * math.ceil(data.n_train / batch_size)
+        # the epochs this trial is sure to train: to its next ASHA rung, where it may pause
+        steps = ((until or epochs) - initial_epoch) * math.ceil(data.n_train / batch_size)
         jit = pick_jit_compile(model, total_steps=steps)
     if jit is not None:
         model.jit_compile = jit  # Keras turns it off (with a warning) for layers XLA cannot take

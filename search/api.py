@@ -181,6 +181,8 @@ def objective(space: SpaceLike, data: Dataset | Pair | None = None) -> Callable[
     """A plain Optuna objective for ``study.optimize``; create the study with its ``directions``.
 
     ``data``: ``(x, y)`` arrays, a loaded dataset, or ``None`` for the space's own dataset.
+    Pruning is the study's: each epoch is reported with ``trial.report`` and stops on
+    ``trial.should_prune()`` (ASHA's pausing and promotions need hpsearch's queue: ``run``).
 
     Example:
         >>> import search, optuna
@@ -203,7 +205,7 @@ def objective(space: SpaceLike, data: Dataset | Pair | None = None) -> Callable[
         arrays = sources.from_splits("arrays", {"train": data})
         spec = loaded.dataset
         dataset = from_arrays("arrays", arrays, spec.validation_fraction, spec.limit, loaded.seed)
-    f = Objective(loaded, dataset)
+    f = Objective(loaded, dataset, schedule=False)  # no queue to promote paused trials: the study's pruner
     f.directions = list(loaded.directions)  # type: ignore[attr-defined]
     return f
 

@@ -27,5 +27,7 @@ def test_the_example_notebook_runs_in_a_kernel(tmp_path: Path) -> None:
     widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert widgets, "the search shows a notebook progress bar (tqdm's widget)"
     study = optuna.load_study(study_name="notebook-digits", storage=f"sqlite:///{tmp_path / 'notebook.db'}")
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    states = [t.state for t in study.trials]  # ASHA pauses some after 1 epoch; the last slot finishes one
+    assert len(states) == 4 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert states[-1] == TrialState.COMPLETE
     assert len(list((tmp_path / "notebook-data").glob("*.npz"))) == 1  # the arrays, saved next to the study

@@ -117,6 +117,18 @@ class Asha:
             out.extend(Promotion(t, epoch) for _, t in ready)
         return out
 
+    def best_paused(self, trials: Sequence[FrozenTrial], taken: set[int]) -> list[Promotion]:
+        """Every paused trial not yet promoted, highest rung first, best value first."""
+        paused = [
+            Promotion(t, t.user_attrs[keys.PAUSED_AT])
+            for t in trials
+            if t.state == TrialState.PRUNED
+            and isinstance(t.user_attrs.get(keys.PAUSED_AT), int)
+            and t.number not in taken
+        ]
+        sign = -1.0 if self.maximize else 1.0
+        return sorted(paused, key=lambda p: (-p.epoch, sign * (rung_value(p.source, p.epoch) or 0.0)))
+
     def _better_count(self, value: float, others: Sequence[float]) -> int:
         return sum(1 for v in others if (v > value if self.maximize else v < value))
 
@@ -140,8 +152,16 @@ def values_at(trials: Sequence[FrozenTrial], epoch: int, *, besides: int) -> lis
     return [v for t in trials if t.number != besides and (v := rung_value(t, epoch)) is not None]
 
 
-def promote(asha: Asha, study: optuna.Study, trial_id: int) -> Promotion | None:
+def _last_slot(study: optuna.Study) -> bool:
+    """No queued trial is left after this claim (a trial budget, not a timeout, is ending)."""
+    return not any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+
+
+def promote(asha: Asha, study: optuna.Study, trial_id: int, *, best: bool = False) -> Promotion | None:
     """Turn the claimed (RUNNING, blank) trial into the best promotion left, if any.
+
+    ``best``: when none is due, continue the best paused trial of the highest rung anyway (the
+    budget's last trial: a study of 4 trials still ends with a fully trained model).
 
     The claimed trial takes the paused trial's parameters (``fixed_params``, as
     ``enqueue_trial`` would) and records ``resumed_from``; the objective continues it from the
@@ -150,7 +170,10 @@ def promote(asha: Asha, study: optuna.Study, trial_id: int) -> Promotion | None:
     trials = study.get_trials(deepcopy=False)
     attrs = compat.study_storage(study).get_study_system_attrs(compat.study_id(study))
     taken = {int(k[len(PROMOTED) :]) for k in attrs if k.startswith(PROMOTED)}
-    for promotion in asha.promotions(trials, taken):
+    due = asha.promotions(trials, taken)
+    if not due and best:
+        due = asha.best_paused(trials, taken)
+    for promotion in due:
         number = promotion.source.number
         if compat.insert_study_system_attr(study, f"{PROMOTED}{number}", trial_id):
             compat.fix_params(study, trial_id, promotion.source.params)
@@ -199,6 +222,8 @@ def on_claim(space: Space) -> Callable[[optuna.Study, int], None] | None:
             return  # queued with its values: re-queued, warm start, enqueued by hand
         if scheduler is not None and promote(scheduler, study, trial_id) is not None:
             return
+        if scheduler is not None and _last_slot(study) and promote(scheduler, study, trial_id, best=True):
+            return  # the budget's last trial: finish the best paused one rather than start anew
         if first:
             start_with(study, trial_id, first)
 

@@ -71,6 +71,7 @@ class Objective:
         device_info: Mapping[str, Any] | None = None,
         on_gpu: bool = False,
         checkpoints: Path | None = None,
+        schedule: bool = True,
     ) -> None:
         """
         Args:
@@ -83,6 +84,9 @@ class Objective:
             on_gpu: this worker trains on a GPU (mixed precision applies only there).
             checkpoints: where ASHA's paused trials save their models for a promotion to
                 continue (:mod:`search.study.asha`); None: a promotion retrains them.
+            schedule: the trials come from hpsearch's queue, which promotes paused trials. A
+                plain ``study.optimize`` cannot continue them, so there ``pruner: asha`` leaves
+                the decision to the study's own pruner (``trial.should_prune``).
         """
         if space.hypermodel is not None:  # imported once, before any trial: a broken file stops the worker
             load_builder(space.hypermodel)
@@ -99,7 +103,7 @@ class Objective:
         self.on_gpu = on_gpu
         self.prune = space.pruner.type != "none"
         self.stop = stop or threading.Event()
-        self.asha = asha.for_space(space)
+        self.asha = asha.for_space(space) if schedule else None
         self.checkpoints = checkpoints
         # multi-objective pruning: this worker's pruner instance (see search.trial.pruning)
         self._mo: optuna.pruners.BasePruner | None = None

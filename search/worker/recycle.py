@@ -3,11 +3,11 @@
 Keras / TensorFlow keep about 4 MB per built and fitted model in the process, and neither
 ``keras.backend.clear_session()`` nor ``gc.collect()`` nor ``malloc_trim`` gives it back (see
 docs/workers.md, "Memory"). So, like Celery's ``max_memory_per_child``, the worker bounds it itself: after
-each finished trial it compares its resident set size (``/proc/self/statm``) with a baseline taken
-after :data:`WARMUP_TRIALS` trials (TensorFlow's first trials allocate kernels and caches once;
+each finished trial it compares its resident set size (``/proc/self/statm``) with a baseline: its highest
+over the first :data:`WARMUP_TRIALS` trials (TensorFlow's first trials allocate kernels and caches once;
 that is not a leak). When the growth lasts -- the lowest of the last :data:`SUSTAINED`
-measurements, plus one more trial at their trend, is above the limit (one trial's peak, given
-back afterwards, restarts nothing) -- the queue still holds trials, and the worker is neither
+measurements is above the limit (one trial's peak, given back afterwards, restarts nothing) --
+the queue still holds trials, and the worker is neither
 stopping on a signal nor at ``--max-trials`` / ``--timeout``, it replaces itself with a fresh
 interpreter running the same command
 (:func:`restart`, ``os.execve``):
@@ -54,7 +54,7 @@ __all__ = [
 
 DEFAULT_MAX_GROWTH = 8.0  # percent above the post-warm-up memory: a margin under the 10 % goal
 SUSTAINED = 3  # memory counts as grown when it stayed up for this many trials in a row
-WARMUP_TRIALS = 3  # the baseline is the resident memory after this many trials of the worker
+WARMUP_TRIALS = 5  # the baseline: the highest resident memory over this many first trials
 STATE_ENV = "HPSEARCH_RECYCLE_STATE"
 EVERY_ENV = "HPSEARCH_RECYCLE_EVERY"
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -144,7 +144,8 @@ class Recycler:
         self.every = int(os.environ.get(EVERY_ENV, "0") or 0) if enabled else 0
         self.trials_here = 0
         self.rss = 0.0
-        self.step = 0.0  # resident memory added per trial, over the last SUSTAINED trials
+        self.step = 0.0  # no one-trial projection: only growth that lasted counts (SUSTAINED)
+        self.warm_up = 0.0  # the highest resident memory during the warm-up
         self.recent: collections.deque[float] = collections.deque(maxlen=SUSTAINED)
         self.due = False
 
@@ -168,13 +169,13 @@ class Recycler:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.trials_here += 1
         self.recent.append(rss_mib())
-        if self.state.baseline_mib is None and self.state.ran + self.trials_here >= WARMUP_TRIALS:
-            self.state.baseline_mib = self.recent[-1]
-        # growth that lasts: the lowest of the last SUSTAINED measurements, and their trend; one
-        # trial's peak (a wide model, a large batch) is given back and restarts nothing
-        sustained = len(self.recent) == SUSTAINED
-        self.rss = min(self.recent) if sustained else 0.0
-        self.step = (self.recent[-1] - self.recent[0]) / (SUSTAINED - 1) if sustained else 0.0
+        if self.state.baseline_mib is None:  # the warm-up's high-water mark: not a leak
+            self.warm_up = max(self.warm_up, self.recent[-1])
+            if self.state.ran + self.trials_here >= WARMUP_TRIALS:
+                self.state.baseline_mib = self.warm_up
+        # growth that lasts: the lowest of the last SUSTAINED measurements; one trial's peak (a
+        # wide model, a large batch) is given back and restarts nothing
+        self.rss = min(self.recent) if len(self.recent) == SUSTAINED else 0.0
         self.due = self._decide()
         if self.due:
             study.stop()

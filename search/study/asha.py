@@ -107,12 +107,18 @@ class Asha:
         for epoch in sorted(paused, reverse=True):
             at_rung = {t.number: v for t in trials if (v := rung_value(t, epoch)) is not None}
             top = len(at_rung) // self.eta
-            ready = []
-            for t in paused[epoch]:
-                value = at_rung.get(t.number)
-                others = [v for n, v in at_rung.items() if n != t.number]
-                if value is not None and self._better_count(value, others) < top:
-                    ready.append((value, t))
+            if top == 0:
+                continue
+            # the top-th best value at the rung: a paused trial at least that good is promotable
+            # (sorted once per rung, not compared pairwise: a study may hold thousands of trials)
+            ranked = sorted(at_rung.values(), reverse=self.maximize)
+            bar = ranked[top - 1]
+            ready = [
+                (value, t)
+                for t in paused[epoch]
+                if (value := at_rung.get(t.number)) is not None
+                and (value >= bar if self.maximize else value <= bar)
+            ]
             ready.sort(key=lambda pair: pair[0], reverse=self.maximize)
             out.extend(Promotion(t, epoch) for _, t in ready)
         return out

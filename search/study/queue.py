@@ -130,8 +130,8 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, limited: bool = True) ->
     worker is not retried forever); a worker stopped on purpose hands its trial back always.
 
     The copy does not inherit the lost run's user attrs (curves, reasons; only what makes it an
-    ASHA continuation or the baseline) nor its heartbeat and
-    claim: they describe a run that did not finish.
+    ASHA continuation or the baseline) nor its heartbeat and claim: they describe a run that did
+    not finish.
     """
     blank = copy.copy(trial)
     # a continuation stays one (search.study.asha): it must not report its first epochs again

@@ -158,12 +158,9 @@ def values_at(trials: Sequence[FrozenTrial], epoch: int, *, besides: int) -> lis
     return [v for t in trials if t.number != besides and (v := rung_value(t, epoch)) is not None]
 
 
-def _last_slot(study: optuna.Study) -> bool:
-    """No queued trial is left after this claim (a trial budget, not a timeout, is ending)."""
-    return not any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
-
-
-def promote(asha: Asha, study: optuna.Study, trial_id: int, *, best: bool = False) -> Promotion | None:
+def promote(
+    asha: Asha, study: optuna.Study, trial_id: int, trials: Sequence[FrozenTrial], *, best: bool = False
+) -> Promotion | None:
     """Turn the claimed (RUNNING, blank) trial into the best promotion left, if any.
 
     ``best``: when none is due, continue the best paused trial of the highest rung anyway (the
@@ -173,7 +170,6 @@ def promote(asha: Asha, study: optuna.Study, trial_id: int, *, best: bool = Fals
     ``enqueue_trial`` would) and records ``resumed_from``; the objective continues it from the
     paused trial's checkpoint.
     """
-    trials = study.get_trials(deepcopy=False)
     attrs = compat.study_storage(study).get_study_system_attrs(compat.study_id(study))
     taken = {int(k[len(PROMOTED) :]) for k in attrs if k.startswith(PROMOTED)}
     due = asha.promotions(trials, taken)
@@ -190,11 +186,13 @@ def promote(asha: Asha, study: optuna.Study, trial_id: int, *, best: bool = Fals
     return None
 
 
-def start_with(study: optuna.Study, trial_id: int, params: dict[str, Any]) -> bool:
+def start_with(
+    study: optuna.Study, trial_id: int, params: dict[str, Any], trials: Sequence[FrozenTrial]
+) -> bool:
     """Give the claimed trial the baseline ``params`` if the study has tried nothing yet."""
     if not params:
         return False
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         if t.params or compat.fixed_params(t):
             return False  # a trial already ran, or is queued with values (warm start, re-queue)
     if not compat.insert_study_system_attr(study, BASELINE, trial_id):
@@ -224,13 +222,16 @@ def on_claim(space: Space) -> Callable[[optuna.Study, int], None] | None:
         return None
 
     def claimed(study: optuna.Study, trial_id: int) -> None:
-        if compat.fixed_params(compat.study_storage(study).get_trial(trial_id)):
+        trials = study.get_trials(deepcopy=False)  # read once per claim
+        mine = next((t for t in trials if compat.trial_id(t) == trial_id), None)
+        if compat.fixed_params(mine or compat.study_storage(study).get_trial(trial_id)):
             return  # queued with its values: re-queued, warm start, enqueued by hand
-        if scheduler is not None and promote(scheduler, study, trial_id) is not None:
-            return
-        if scheduler is not None and _last_slot(study) and promote(scheduler, study, trial_id, best=True):
-            return  # the budget's last trial: finish the best paused one rather than start anew
+        if scheduler is not None:
+            # no queued trial left: the budget's last trial finishes the best paused one
+            last = not any(t.state == TrialState.WAITING for t in trials)
+            if promote(scheduler, study, trial_id, trials, best=last) is not None:
+                return
         if first:
-            start_with(study, trial_id, first)
+            start_with(study, trial_id, first, trials)
 
     return claimed

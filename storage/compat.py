@@ -11,11 +11,12 @@ the functions that need them run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -175,21 +176,13 @@ def insert_study_system_attr(study: optuna.Study, key: str, value: Any) -> bool:
             return True
     from optuna.storages._rdb import models  # Optuna's schema
 
-    session: Session = backend.scoped_session()
+    row = models.StudySystemAttributeModel(study_id=study._study_id, key=key, value_json=json.dumps(value))
     try:
-        value_json = json.dumps(value)
-        row = models.StudySystemAttributeModel(study_id=study._study_id, key=key, value_json=value_json)
-        session.add(row)
-        session.commit()
-        return True
-    except sqlalchemy.exc.IntegrityError:
-        session.rollback()
+        with _transaction(backend) as session:
+            session.add(row)
+    except sqlalchemy.exc.IntegrityError:  # the unique (study, key) index: set already
         return False
-    except Exception:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    return True
 
 
 def delete_blank_waiting(study: optuna.Study) -> int:
@@ -208,8 +201,7 @@ def delete_blank_waiting(study: optuna.Study) -> int:
     from optuna.storages._rdb import models  # Optuna's schema
 
     trial, attr = models.TrialModel, models.TrialSystemAttributeModel
-    session: Session = backend.scoped_session()
-    try:
+    with _transaction(backend) as session:
         with_attrs = session.query(attr.trial_id)
         blank = (trial.state == TrialState.WAITING) & trial.trial_id.not_in(with_attrs)
         last_kept = (
@@ -223,12 +215,6 @@ def delete_blank_waiting(study: optuna.Study) -> int:
         ids = [int(row[0]) for row in rows.with_for_update(skip_locked=True).all()]
         if ids:
             session.query(trial).filter(trial.trial_id.in_(ids)).delete(synchronize_session=False)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
-    finally:
-        session.close()
     _forget_cached(study._storage, ids)
     study._thread_local.cached_all_trials = None
     return len(ids)
@@ -249,6 +235,20 @@ def _forget_cached(store: optuna.storages.BaseStorage, ids: Sequence[int]) -> No
             if info is not None:
                 info.trials.pop(found[1], None)
                 info.unfinished_trial_ids.discard(trial_id)
+
+
+@contextlib.contextmanager
+def _transaction(backend: optuna.storages.RDBStorage) -> Iterator[Session]:
+    """A session of Optuna's RDB storage: committed at the end, rolled back on an error."""
+    session: Session = backend.scoped_session()
+    try:
+        yield session
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 def _held_by(session: Session, study: int, token: str) -> int | None:
@@ -348,8 +348,7 @@ def upsert_trial_user_attrs(
 
     table = models.TrialUserAttributeModel
     rows = [{"trial_id": trial, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
-    session: Session = backend.scoped_session()
-    try:
+    with _transaction(backend) as session:
         found_trial = models.TrialModel.find_or_raise_by_id(trial, session)
         if not finished_ok:
             state: TrialState = found_trial.state  # type: ignore[assignment]  # an Enum column
@@ -370,12 +369,6 @@ def upsert_trial_user_attrs(
                     session.add(table(**row))
                 else:
                     found.value_json = row["value_json"]
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def _dialect_insert(dialect: str) -> Any:

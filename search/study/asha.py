@@ -88,6 +88,10 @@ class Asha:
             rung *= self.eta
         return tuple(out)
 
+    def next_rung(self, epochs: int, after: int) -> int:
+        """The epoch where a trial that starts after ``after`` may next pause (else ``epochs``)."""
+        return next((r for r in self.rungs(epochs) if r > after), epochs)
+
     def keep_going(self, value: float, others: Sequence[float]) -> bool:
         """Whether ``value`` is in the top ``1 / eta`` of ``others`` and itself at a rung."""
         top = (len(others) + 1) // self.eta

@@ -192,7 +192,7 @@ class Objective:
                     callbacks=callbacks,
                     flops_per_sample=flops,
                     initial_epoch=first,
-                    until=self._next_rung(params["epochs"], first),
+                    until=None if self.asha is None else self.asha.next_rung(params["epochs"], first),
                 )
         except Exception as e:  # out of memory, a custom layer's error, ...: this trial fails alone
             reason = failure_reason(e, during="train", hypermodel=self.space.hypermodel)
@@ -237,11 +237,6 @@ class Objective:
             )
         values = tuple(metrics[m] for m in self.space.metrics)
         return values if self.space.is_multi_objective else values[0]
-
-    def _next_rung(self, epochs: int, first: int) -> int:
-        """The epoch where ASHA may next pause a trial that starts after ``first``."""
-        rungs = () if self.asha is None else self.asha.rungs(epochs)
-        return next((r for r in rungs if r > first), epochs)
 
     def _data_for(self, encoding: str) -> Dataset:
         """The dataset with the labels the model's loss wants (tensors made once per encoding)."""

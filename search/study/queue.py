@@ -99,8 +99,8 @@ def top_up(study: optuna.Study, budget: int) -> int:
     Call it from one process (the launcher): two concurrent top-ups would both add the same gap.
     """
     missing = budget - slots(study.get_trials(deepcopy=False)).used
-    for _ in range(missing):
-        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING))
+    if missing > 0:
+        compat.add_blank_waiting(study, missing)  # one transaction, not one per trial
     return max(missing, 0)
 
 

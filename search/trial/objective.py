@@ -119,6 +119,7 @@ class Objective:
         params["backend"] = keras.backend.backend()  # the one it trains on (--backend may override)
         after = Continuation.of(trial)  # an ASHA promotion continues a paused trial
         keras.backend.clear_session(free_memory=False)  # the one gc.collect() is below
+        compat.release_custom_gradients()  # TensorFlow's registry holds every traced graph
         freeze_long_lived()  # frees the last trial's model; what survives is not walked again
         keras.utils.set_random_seed(self.space.seed + trial.number)
         mixed = bool(params["mixed_precision"]) and self.on_gpu

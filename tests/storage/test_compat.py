@@ -132,6 +132,27 @@ def test_delete_blank_waiting_keeps_numbers_unique(storage_url: str) -> None:
     ]
 
 
+def test_add_blank_waiting_writes_what_add_trial_writes(storage_url: str) -> None:
+    study, other = _study(storage_url), _study(storage_url, name="other")
+    study.tell(study.ask(), 1.0)
+    other.add_trial(optuna.trial.create_trial(state=TrialState.WAITING))  # another study's rows
+    compat.add_blank_waiting(study, 3)
+    study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING))  # Optuna numbers the next
+    compat.add_blank_waiting(other, 2)
+    trials = study.get_trials()
+    assert [(t.number, t.state) for t in trials] == [(0, TrialState.COMPLETE)] + [
+        (n, TrialState.WAITING) for n in (1, 2, 3, 4)
+    ]
+    assert all(t.params == {} and t.datetime_start is None and not t.system_attrs for t in trials[1:])
+    assert [t.number for t in other.get_trials()] == [0, 1, 2]
+    fresh = optuna.load_study(
+        study_name="s", storage=storage.open_storage(storage_url, heartbeat_interval=None)
+    )
+    assert [t.number for t in fresh.get_trials()] == [0, 1, 2, 3, 4]
+    claimed = study.ask()  # Optuna's own queue pops the first blank
+    assert claimed.number == 1
+
+
 def test_update_cached_user_attrs_shows_in_the_running_trial() -> None:
     study = optuna.create_study()
     trial = study.ask()
@@ -246,3 +267,38 @@ def test_suggesting_hyperparameters_takes_each_new_active_value_from_suggest() -
         hp.Int("bad", 5, 1)  # KerasTuner still validates first
     assert asked == ["units", "block/act", "extra"]
     assert hp.values == {"units": 64, "block/act": "tanh", "extra": True}
+
+
+# ---- TensorFlow ------------------------------------------------------------------------------------
+
+
+def test_release_custom_gradients_frees_the_traced_graphs_and_gradients_still_work() -> None:
+    import gc
+    import weakref
+
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def double(x: tf.Tensor) -> Any:
+        return 2.0 * x, lambda dy: 3.0 * dy  # a gradient that is not the true one: it is used
+
+    def traced() -> tuple[weakref.ref[Any], float]:
+        @tf.function
+        def grad(x: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = double(x)
+            return tape.gradient(y, x)
+
+        concrete = grad.get_concrete_function(tf.TensorSpec([], tf.float32))
+        return weakref.ref(concrete.graph), float(grad(tf.constant(1.0)))
+
+    graph, value = traced()
+    gc.collect()
+    assert value == 3.0
+    assert graph() is not None  # held by TensorFlow's gradient registry: the leak
+    assert compat.release_custom_gradients() >= 1
+    gc.collect()
+    assert graph() is None
+    assert compat.release_custom_gradients() == 0
+    assert traced()[1] == 3.0  # a new trace registers (and finds) its own gradient again

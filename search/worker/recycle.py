@@ -1,6 +1,7 @@
 """Recycle a worker process whose resident memory grew too much (``--max-memory-growth``).
 
-Keras / TensorFlow keep about 4 MB per built and fitted model in the process, and neither
+Each trial leaves some memory behind in the process (about 0.5 MB per small model once the
+objective has dropped what TensorFlow's gradient registry held, 7 MB before), and neither
 ``keras.backend.clear_session()`` nor ``gc.collect()`` nor ``malloc_trim`` gives it back (see
 docs/workers.md, "Memory"). So, like Celery's ``max_memory_per_child``, the worker bounds it itself: after
 each finished trial it compares its resident set size (``/proc/self/statm``) with a baseline: its highest
@@ -206,8 +207,8 @@ class Recycler:
             return f"worker: {EVERY_ENV}={self.every} trials done in this process; restart {n} (pid {pid})"
         return (
             f"worker: resident memory {now:.0f} MiB, at least {self.rss:.0f} MiB for {SUSTAINED} trials: "
-            f"{self.rss / base - 1:.1%} above {base:.0f} MiB after warm-up (limit {self.max_growth_pct:g}%; "
-            f"Keras keeps ~4 MB per model); restart {n} (pid {pid}) to release it"
+            f"{self.rss / base - 1:.1%} above {base:.0f} MiB after warm-up (limit {self.max_growth_pct:g}%); "
+            f"restart {n} (pid {pid}) to release it"
         )
 
 

@@ -1,90 +1,22 @@
-"""The one door to third-party internals: every private Optuna / optuna-dashboard / KerasTuner /
-TensorFlow API.
-
-Each function says why the public API does not do; each has a test that reads its effect back
-through a public API (``tests/storage/test_compat.py``), so an upgrade that moves an internal
-fails there first. pyproject.toml bounds these libraries below their next major release.
-
-It lives in ``storage``, the bottom layer, so that every package reaches it without importing
-upwards; it imports nothing of ours. optuna-dashboard and KerasTuner load lazily, only when
-the functions that need them run; TensorFlow is never imported here (only used if imported).
-"""
+"""Optuna's RDB tables written directly, each write one transaction (see the package)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import json
-import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
 import sqlalchemy
-from optuna.storages._heartbeat import BaseHeartbeat as _BaseHeartbeat
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
+
+from storage.compat.trials import rdb_backend
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
-
-__all__ = [
-    "CLAIM_KEY",
-    "RDB_METHODS",
-    "BaseHeartbeat",
-    "add_blank_waiting",
-    "claim_waiting_trial",
-    "dashboard_note_attrs",
-    "delete_blank_waiting",
-    "fix_params",
-    "fixed_params",
-    "insert_study_system_attr",
-    "kt_kind",
-    "pareto_front",
-    "rdb_backend",
-    "release_custom_gradients",
-    "study_id",
-    "study_storage",
-    "suggesting_hyperparameters",
-    "trial_id",
-    "update_cached_user_attrs",
-    "upsert_trial_user_attrs",
-]
-
-
-# -- Optuna: studies and trials ------------------------------------------------------------------
-
-
-def study_storage(study: optuna.Study) -> optuna.storages.BaseStorage:
-    """The storage a study was opened on (with Optuna's cache around an RDB storage).
-
-    Public API: none; ``Study`` keeps it as ``_storage`` (``Trial.storage`` is public, but a
-    study callback or a loaded study has no trial).
-    """
-    return study._storage
-
-
-def study_id(study: optuna.Study) -> int:
-    """The study's storage id. Public API: ``storage.get_study_id_from_name``, one query more."""
-    return study._study_id
-
-
-def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
-    """A trial's storage id. Public API: ``get_trial_id_from_study_id_trial_number``, one query more
-    per call; a worker needs it several times per trial."""
-    return trial._trial_id
-
-
-def update_cached_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
-    """Make a running trial's own copy see user attrs written around ``set_user_attr``.
-
-    Public API: ``trial.set_user_attr`` writes one transaction per key; hpsearch batches them
-    (:func:`upsert_trial_user_attrs`) and then updates the trial's cached copy, as
-    ``set_user_attr`` does itself.
-    """
-    trial._cached_frozen_trial.user_attrs.update(attrs)
-
 
 CLAIM_KEY = "hpsearch:claim"  # trial system attr: the token of the claim that started this run
 
@@ -142,22 +74,6 @@ def claim_waiting_trial(study: optuna.Study, *, token: str | None = None, again:
         raise
     finally:
         session.close()
-
-
-def fix_params(study: optuna.Study, trial: int, params: Mapping[str, Any]) -> None:
-    """Make a RUNNING trial of ours suggest ``params`` (the values ``enqueue_trial`` fixes).
-
-    Public API: ``enqueue_trial`` fixes them on a new WAITING trial, which the next claim would
-    not necessarily pick; here a trial already claimed is turned into a promotion. The key is
-    the one ``enqueue_trial`` writes and ``optuna.Trial`` reads when it is made.
-    """
-    study._storage.set_trial_system_attr(trial, "fixed_params", dict(params))
-
-
-def fixed_params(trial: FrozenTrial) -> dict[str, Any] | None:
-    """The values a trial was queued with (``enqueue_trial``, a re-queue, a promotion), if any."""
-    fixed = trial.system_attrs.get("fixed_params")
-    return dict(fixed) if fixed else None
 
 
 _MARKERS = threading.Lock()
@@ -318,63 +234,6 @@ def _upsert_system_attr(session: Session, trial: int, key: str, value: Any) -> N
         found.value_json = json.dumps(value)  # a re-queued copy's inherited one
 
 
-def pareto_front(
-    trials: Sequence[FrozenTrial], directions: Sequence[optuna.study.StudyDirection]
-) -> list[FrozenTrial]:
-    """The Pareto-optimal trials among ``trials`` (COMPLETE ones, constraints honoured).
-
-    Public API: ``study.best_trials`` finds the same front, but deep-copies every trial of the
-    study first (88 ms at 1,000 trials here), and a worker asks after every trial.
-    """
-    from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
-
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    return list(_get_pareto_front_trials_by_trials(complete, list(directions), consider_constraint=True))
-
-
-# -- Optuna: the RDB storage ---------------------------------------------------------------------
-
-# RDBStorage methods that talk to the database, for storage.retry to wrap. Where a public method
-# only delegates to a private one (create_new_trial -> _create_new_trial, get_all_trials ->
-# _get_trials), the private one is named: Optuna's cached storage calls those directly.
-RDB_METHODS = (
-    "create_new_study",
-    "delete_study",
-    "set_study_user_attr",
-    "set_study_system_attr",
-    "get_study_id_from_name",
-    "get_study_name_from_id",
-    "get_study_directions",
-    "get_study_user_attrs",
-    "get_study_system_attrs",
-    "get_trial_user_attrs",
-    "get_trial_system_attrs",
-    "get_all_studies",
-    "_create_new_trial",
-    "_set_trial_param",
-    "get_trial_param",
-    "set_trial_intermediate_value",
-    "set_trial_user_attr",
-    "set_trial_system_attr",
-    "get_trial_id_from_study_id_trial_number",
-    "get_trial",
-    "_get_trials",
-    "_get_best_trial_id",
-    "record_heartbeat",
-    "_get_stale_trial_ids",
-)
-
-
-def rdb_backend(store: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
-    """The ``RDBStorage`` under Optuna's cache (``_CachedStorage._backend``); other storages as they are.
-
-    Public API: none; a study opened on an ``RDBStorage`` wraps it in a private cache class.
-    (A ``JournalStorage`` has a ``_backend`` too, its log file: not what is asked for here.)
-    """
-    inner = getattr(store, "_backend", None)
-    return inner if isinstance(inner, optuna.storages.RDBStorage) else store
-
-
 def upsert_trial_user_attrs(
     backend: optuna.storages.RDBStorage, trial: int, attrs: Mapping[str, Any], *, finished_ok: bool
 ) -> None:
@@ -419,101 +278,3 @@ def _dialect_insert(dialect: str) -> Any:
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
     return pg_insert
-
-
-# -- Optuna: heartbeats ---------------------------------------------------------------------------
-
-# Optuna runs a heartbeat thread beside each trial, and fails stale trials at every ``optimize``
-# step, only for a storage that is a ``BaseHeartbeat`` (private: ``optuna.storages._heartbeat``)
-# with an interval. storage.heartbeats subclasses it to give the journal and gRPC storages
-# heartbeats; its hooks are ``record_heartbeat`` and ``_get_stale_trial_ids``. Public API: none.
-BaseHeartbeat = _BaseHeartbeat
-
-
-# -- optuna-dashboard ------------------------------------------------------------------------------
-
-
-def dashboard_note_attrs(trial: int, body: str) -> dict[str, Any]:
-    """The study system attrs that hold a trial's optuna-dashboard note, as version 1.
-
-    Public API: ``optuna_dashboard.save_note`` reads every note of the study twice to find the
-    version and stale chunks (43-47 ms per trial at 1,000 trials on SQLite here); a trial's note
-    is written once, when it ends, so version 1 is known.
-    """
-    from optuna_dashboard._note import note_ver_key, split_body  # the note's storage format
-
-    return {note_ver_key(trial): 1, **split_body(body, trial)}
-
-
-# -- KerasTuner ------------------------------------------------------------------------------------
-
-
-def kt_kind(hp: Any) -> str | None:
-    """``fixed``, ``boolean``, ``choice``, ``int`` or ``float`` for a KerasTuner hyperparameter.
-
-    Public API: the classes are reachable only as ``keras_tuner.engine.hyperparameters.*``
-    (KerasTuner documents the ``hp.Int(...)`` methods, not the classes they register).
-    """
-    import keras_tuner as kt
-
-    types = kt.engine.hyperparameters
-    for name, cls in (
-        ("fixed", types.Fixed),
-        ("boolean", types.Boolean),
-        ("choice", types.Choice),
-        ("int", types.Int),
-        ("float", types.Float),
-    ):
-        if isinstance(hp, cls):
-            return name
-    return None
-
-
-@functools.cache
-def suggesting_hyperparameters() -> type:
-    """A ``keras_tuner.HyperParameters`` subclass whose newly registered, active values come from
-    ``self.suggest(hp)`` instead of their defaults.
-
-    Public API: none; every ``hp.Int`` / ``hp.Choice`` / ... call goes through the private
-    ``HyperParameters._register``, where KerasTuner validates the hyperparameter, applies name
-    scopes and conditions, and sets its default. Overriding it keeps all of that.
-    """
-    import keras_tuner as kt
-
-    class SuggestingHyperParameters(kt.HyperParameters):
-        def suggest(self, hyperparameter: Any) -> Any:  # pragma: no cover - overridden
-            raise NotImplementedError
-
-        def _register(self, hyperparameter: Any, overwrite: bool = False) -> Any:
-            fresh = hyperparameter.name not in self.values
-            value = super()._register(hyperparameter, overwrite)  # validates; sets the default if active
-            if not fresh or hyperparameter.name not in self.values:
-                return value  # an already sampled name, or inactive (None)
-            value = self.suggest(hyperparameter)
-            self.values[hyperparameter.name] = value
-            return value
-
-    return SuggestingHyperParameters
-
-
-# -- TensorFlow ------------------------------------------------------------------------------------
-
-
-def release_custom_gradients() -> int:
-    """Forget the gradient functions graph-mode ``tf.custom_gradient`` registered; how many.
-
-    Public API: none. Each trace of a ``tf.custom_gradient`` function (Keras' TensorFlow trainer
-    fit registered two here) registers its gradient as ``CustomGradient-<uid>`` in
-    TensorFlow's process-global gradient registry and never removes it; the entry holds the
-    traced graph, so every trial left ~7 MB behind in a worker (a 1-epoch MLP: 7.0 MB per trial
-    without this, 0.5 MB with it). Call it only between trials, with nothing being traced: a
-    finished trace no longer looks its gradient up. A no-op until TensorFlow is imported.
-    """
-    ops = sys.modules.get("tensorflow.python.framework.ops")
-    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
-    if not isinstance(registry, dict):
-        return 0
-    stale = [name for name in registry if str(name).startswith("CustomGradient-")]
-    for name in stale:
-        del registry[name]
-    return len(stale)

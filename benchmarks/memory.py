@@ -77,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     path = RESULTS.with_name("memory-keep.json") if args.keep_custom_gradients else RESULTS
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| trials | RSS after {args.warmup} (MiB) | RSS after {args.trials} (MiB) | growth | MiB per trial | max (MiB) |")
+    head = f"| trials | RSS after {args.warmup} (MiB) | RSS after {args.trials} (MiB) | growth"
+    print(f"{head} | MiB per trial | max (MiB) |")
     print("|---|---|---|---|---|---|")
-    per = result["mib_per_trial_after_warmup"]
-    print(f"| {args.trials} | {base:.0f} | {end:.0f} | {result['growth']:+.1%} | {per:.2f} | {max(rss):.0f} |")
+    per, growth = result["mib_per_trial_after_warmup"], result["growth"]
+    print(f"| {args.trials} | {base:.0f} | {end:.0f} | {growth:+.1%} | {per:.2f} | {max(rss):.0f} |")
     return 0
 
 

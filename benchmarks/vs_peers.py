@@ -180,6 +180,9 @@ def run_hpsearch(args: argparse.Namespace, rundir: Path) -> dict[str, Any]:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = collect_hpsearch(url, study, t0, args.budget)
     out.update(ended=ended, search_seconds=search_seconds, cpu_seconds=usage.ru_utime + usage.ru_stime)
+    text = (rundir / "hpsearch.log").read_text(errors="replace")
+    print(text, flush=True)  # into TOOL-seedN.log: the run directory is deleted
+    out["worker_restarts"] = text.count("to release it")  # the memory restart line of search.worker.recycle
     best = out["best"]  # the best trial finished inside the budget, not the study's best
     out["test_accuracy"] = hpsearch_test(url, study, best["trial"], rundir) if best else None
     return out

@@ -1,7 +1,7 @@
 """Recycle a worker process whose resident memory grew too much (``--max-memory-growth``).
 
-Each trial leaves some memory behind in the process (about 0.5 MB per small model once the
-objective has dropped what TensorFlow's gradient registry held, 7 MB before), and neither
+Each trial leaves some memory behind in the process (about 0.3 MiB per small model once the
+objective has dropped what TensorFlow's gradient registry held, 4-7 MB before), and neither
 ``keras.backend.clear_session()`` nor ``gc.collect()`` nor ``malloc_trim`` gives it back (see
 docs/workers.md, "Memory"). So, like Celery's ``max_memory_per_child``, the worker bounds it itself: after
 each finished trial it compares its resident set size (``/proc/self/statm``) with a baseline: its highest

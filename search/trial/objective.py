@@ -49,16 +49,14 @@ class Objective:
     ``loss``, ``train_seconds`` (``model.fit`` only), ``epochs_run``, ``best_epoch`` (the epoch
     whose weights and metrics are kept), ``params`` (every hyperparameter, fixed ones included),
     ``param_count``, ``flops`` (forward, per sample), ``device``, ``backend`` (Keras 3's:
-    tensorflow, jax or torch), ``curves`` (per-epoch
-    metrics) and ``fast_paths`` (steps per execution, validation batch, XLA: what
-    :func:`search.trial.training.fit` chose).
+    tensorflow, jax or torch), ``curves`` (per-epoch metrics) and ``fast_paths`` (steps per
+    execution, validation batch, XLA: what :func:`search.trial.training.fit` chose).
 
     A trial's own failure raises :class:`TrialFailed` and records ``fail_reason``: NaN loss, the
-    trial timeout, and any exception while building or training the model -- out of memory, an
-    impossible configuration, an error in a hypermodel's ``build(hp)`` or a custom layer
-    (:func:`search.trial.build.failure_reason`). What is not the trial's fault propagates: a
-    database error, :class:`WorkerStopping`, ``KeyboardInterrupt``. A hypermodel that cannot be
-    imported raises ``ConfigError`` here, before any trial.
+    trial timeout, any exception building or training the model (out of memory, a bad config, a
+    hypermodel's or custom layer's error: :func:`search.trial.build.failure_reason`). What is not
+    the trial's fault propagates (a database error, :class:`WorkerStopping`,
+    ``KeyboardInterrupt``); an unimportable hypermodel raises ``ConfigError`` here, first.
     """
 
     def __init__(

@@ -79,10 +79,8 @@ VALIDATION_BATCH = 4096
 # costs ~0.5 s of compiling per trial (full and partial batch shapes): it pays from ~2000 steps.
 XLA_MIN_STEPS = 2000
 # Layers whose training step measured faster under XLA on this CPU (benchmarks/throughput.py);
-# anything else keeps the plain TensorFlow graph: Conv2D measured 2x slower, and Dropout up to
-# 8x (XLA's CPU random numbers: a 784-445-110-158 MLP with dropout took 10.3 s an epoch of 16,000
-# images under XLA against 1.3 s without; with 128-unit layers it broke even), which made one
-# promoted trial of the issue-17 benchmark train 2 epochs in 64 s instead of 10.
+# anything else keeps the plain TensorFlow graph: Conv2D measured 2x slower, Dropout up to 8x
+# (XLA's CPU random numbers: a 445-unit dropout MLP, 10.3 s an epoch against 1.3 s without).
 _XLA_CPU_LAYERS = (
     "InputLayer",
     "Rescaling",

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,42 +26,15 @@ import storage
 from search import keys
 from search.errors import ConfigError, TrialFailed
 from search.results.select import choose_trial, chosen_epochs, trial_params
+from search.tools.evaluation import Evaluation, as_attrs, format_evaluation, plot_confusion
 
 if TYPE_CHECKING:
     from search.trial.data import Dataset
     from spaces import Space
 
-__all__ = [
-    "FITS",
-    "Evaluation",
-    "evaluate",
-    "format_evaluation",
-]
+__all__ = ["FITS", "Evaluation", "evaluate", "format_evaluation"]
 
 FITS = ("train+validation", "train")
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """What :func:`evaluate` measured and wrote."""
-
-    study: str
-    trial: int
-    fit: str  # "train+validation" or "train"
-    epochs: int
-    train_size: int
-    test_size: int
-    test_source: str
-    test_accuracy: float
-    test_loss: float
-    confusion: NDArray[np.int64] = field(repr=False)  # rows: true class, columns: predicted
-    class_names: tuple[str, ...]
-    report: str  # scikit-learn's per-class precision / recall / F1 table
-    per_class: dict[str, Any] = field(repr=False)
-    model_path: Path
-    plot_path: Path
-    val_accuracy: float | None = None  # --fit train: the retrained model on the validation split
-    recorded_val_accuracy: float | None = None  # what the trial recorded for it
 
 
 def evaluate(
@@ -97,7 +69,8 @@ def evaluate(
     from search.hypermodels.binding import bind_worker
     from search.study.create import load_space
     from search.trial.build import failure_reason, fresh_model, label_encoding
-    from search.trial.data import load_for, load_test_for
+    from search.trial.data import load_for
+    from search.trial.testsplit import load_test_for
 
     if fit not in FITS:
         raise ConfigError(f"--fit: expected one of {', '.join(FITS)}, got {fit!r}")
@@ -151,7 +124,7 @@ def evaluate(
     target.mkdir(parents=True, exist_ok=True)
     model_path = target / "model.keras"
     model.save(model_path)
-    plot_path = _plot_confusion(matrix, names, target / "confusion_matrix.png", title=_title(space, chosen))
+    plot_path = plot_confusion(matrix, names, target / "confusion_matrix.png", title=_title(space, chosen))
     result = Evaluation(
         study=study_name,
         trial=chosen.number,
@@ -171,8 +144,8 @@ def evaluate(
         val_accuracy=val_accuracy,
         recorded_val_accuracy=chosen.user_attrs.get("val_accuracy"),
     )
-    (target / "evaluation.json").write_text(json.dumps(_attrs(result), indent=2))
-    _record(store, study, chosen, _attrs(result))
+    (target / "evaluation.json").write_text(json.dumps(as_attrs(result), indent=2))
+    _record(store, study, chosen, as_attrs(result))
     return result
 
 
@@ -226,38 +199,6 @@ def _title(space: Space, trial: FrozenTrial) -> str:
     return f"{space.name}: trial {trial.number} on the {space.dataset.name} test split"
 
 
-def _plot_confusion(matrix: NDArray[np.int64], names: tuple[str, ...], path: Path, *, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    fig, ax = plt.subplots(figsize=(8, 7))
-    ConfusionMatrixDisplay(matrix, display_labels=list(names)).plot(
-        ax=ax, colorbar=False, xticks_rotation=45, values_format="d"
-    )
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _attrs(result: Evaluation) -> dict[str, Any]:
-    """The trial user attrs that record an evaluation (JSON)."""
-    return {
-        keys.TEST_ACCURACY: result.test_accuracy,
-        keys.TEST_LOSS: result.test_loss,
-        keys.TEST_CONFUSION_MATRIX: result.confusion.tolist(),
-        keys.TEST_PER_CLASS: {
-            name: {k: float(v) for k, v in result.per_class[name].items()} for name in result.class_names
-        },
-        keys.TEST_FIT: f"{result.fit}, {result.epochs} epochs, {result.train_size} samples",
-        keys.TEST_MODEL: str(result.model_path),
-    }
-
-
 def _record(
     store: optuna.storages.BaseStorage, study: optuna.Study, trial: FrozenTrial, attrs: dict[str, Any]
 ) -> None:
@@ -274,38 +215,3 @@ def _record(
         store.get_study_id_from_name(study.study_name), trial.number
     )
     storage.set_user_attrs(store, trial_id, attrs, finished_ok=True)
-
-
-def format_evaluation(result: Evaluation) -> str:
-    """The text ``hpsearch evaluate`` prints: metrics, confusion matrix, per-class report, files."""
-    names = result.class_names
-    width = max(5, *(len(str(v)) for v in result.confusion.flat)) + 1
-    short = [n[: width - 1] for n in names]
-    label_w = max(map(len, names))
-    lines = [
-        f"trial {result.trial} of study {result.study!r}: retrained on {result.fit} "
-        f"({result.train_size} samples, {result.epochs} epochs); test split: {result.test_size} samples "
-        f"({result.test_source})",
-        f"test_accuracy={result.test_accuracy:.4f} test_loss={result.test_loss:.4f}",
-        *(
-            [
-                f"validation accuracy of the retrained model {result.val_accuracy:.4f} "
-                f"(the trial recorded {result.recorded_val_accuracy:.4f})"
-            ]
-            if result.val_accuracy is not None and result.recorded_val_accuracy is not None
-            else []
-        ),
-        "",
-        "confusion matrix (rows: true class, columns: predicted class):",
-        " " * label_w + "".join(s.rjust(width) for s in short),
-    ]
-    for name, row in zip(names, result.confusion, strict=True):
-        lines.append(name.rjust(label_w) + "".join(str(int(v)).rjust(width) for v in row))
-    lines += [
-        "",
-        result.report.rstrip(),
-        "",
-        f"model: {result.model_path}",
-        f"confusion matrix: {result.plot_path}",
-    ]
-    return "\n".join(lines)

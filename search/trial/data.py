@@ -1,8 +1,8 @@
 """A space's data as training and validation arrays: a bundled dataset or the user's file.
 
 The search reads only the training split of a dataset; a fixed, seeded part of it becomes the
-validation set unless the source has its own. The test split is read only by :func:`load_test`
-/ :func:`load_test_for` (``hpsearch evaluate``). Samples keep their raw scale (the model
+validation set unless the source has its own. The test split is read only by ``hpsearch
+evaluate`` (:mod:`search.trial.testsplit`). Samples keep their raw scale (the model
 rescales images by ``pixel_max`` and standardizes feature rows). Loaded datasets are cached per
 process and their arrays are read-only, so every trial of a worker shares one copy. Where the
 bundled datasets are found: :mod:`search.trial.bundled`; the user's files: :mod:`search.trial.sources`.
@@ -11,8 +11,6 @@ Example:
     >>> ds = load_dataset("digits", validation_fraction=0.2, limit=100)
     >>> ds.input_shape, len(ds.x_train), len(ds.x_val), ds.pixel_max
     ((8, 8, 1), 100, 287, 16.0)
-    >>> len(load_test("digits").y)
-    360
 """
 
 from __future__ import annotations
@@ -37,15 +35,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DATASETS",
     "Dataset",
-    "TestSet",
     "from_arrays",
     "load_dataset",
+    "load_file",
     "load_for",
-    "load_test",
-    "load_test_for",
 ]
 
 DATASETS: tuple[str, ...] = schema.DATASETS
+_Parts = tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]  # x_train, y_train, x_val, y_val
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,40 +100,6 @@ class Dataset:
             cached = dataclasses.replace(self, y_train=y_train, y_val=y_val)
             self.__dict__["_one_hot"] = cached
         return cached
-
-
-@dataclass(frozen=True, eq=False)
-class TestSet:
-    """A dataset's test split: samples ``x`` (raw scale, shaped like the training ones), labels ``y``."""
-
-    name: str
-    x: NDArray[np.float32] = field(repr=False)
-    y: NDArray[np.int32] = field(repr=False)
-    num_classes: int
-    pixel_max: float
-    source: str
-
-
-def load_test(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> TestSet:
-    """Loads a dataset's test split (the 10,000 ``t10k`` images; digits: the fixed held-out 360).
-
-    The search never calls this; only the final evaluation of a chosen trial does.
-
-    Raises:
-        ConfigError: Unknown name.
-        DataError: No test files found, or a data file is corrupt.
-    """
-    images, labels, source, pixel_max = bundled.read(name, data_dir, "test")
-    if images.ndim != 3 or len(images) != len(labels):
-        raise DataError(f"{source}: {len(images)} images ({images.shape[1:]}), {len(labels)} labels")
-    return TestSet(
-        name,
-        images.astype(np.float32)[..., np.newaxis],
-        labels.astype(np.int32),
-        schema.DATASET_INFO[name].num_classes,
-        pixel_max,
-        source,
-    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -200,7 +163,7 @@ def load_for(space: Space, data_dir: str | None = None) -> Dataset:
             limit=spec.limit,
             seed=space.seed,
         )
-    dataset = _load_file(spec, space.seed)
+    dataset = load_file(spec, space.seed)
     if space.family == "cnn" and not dataset.is_image:
         raise ConfigError(
             f"dataset {spec.name}: model.family cnn needs images (n, H, W, C); the samples have "
@@ -209,20 +172,7 @@ def load_for(space: Space, data_dir: str | None = None) -> Dataset:
     return dataset
 
 
-def load_test_for(space: Space, data_dir: str | None = None) -> TestSet:
-    """The test split of a space's dataset (``hpsearch evaluate`` only)."""
-    spec = space.dataset
-    if not spec.is_file:
-        return load_test(spec.name, data_dir=data_dir)
-    train = _load_file(spec, space.seed)
-    x, y, source = sources.read_test(spec, train.class_names)
-    x = x[..., np.newaxis] if x.ndim == 3 else x
-    if tuple(x.shape[1:]) != train.input_shape:
-        raise DataError(f"{source}: test samples have shape {x.shape[1:]}, training ones {train.input_shape}")
-    return TestSet(spec.name, x.astype(np.float32), y, train.num_classes, train.pixel_max, source)
-
-
-def _load_file(spec: DatasetSpec, seed: int) -> Dataset:
+def load_file(spec: DatasetSpec, seed: int) -> Dataset:
     """A file or loader dataset, checked against its sha256 on every call, read once per process."""
     if spec.file is None or spec.sha256 is None:
         if spec.kind == "loader":
@@ -264,20 +214,13 @@ def from_arrays(
     x, y = arrays.x_train, arrays.y_train
     pixel_max = 255.0 if x.dtype == np.uint8 else max(1.0, float(np.abs(x).max(initial=0.0)))
     if arrays.x_val is not None and arrays.y_val is not None:
-        x_train, y_train = x[:limit].astype(np.float32), y[:limit]
-        x_val, y_val = arrays.x_val.astype(np.float32), arrays.y_val
+        parts = _frozen(
+            x[:limit].astype(np.float32), y[:limit], arrays.x_val.astype(np.float32), arrays.y_val
+        )
     else:
-        order = np.random.default_rng(seed).permutation(len(y))
-        n_val = round(len(y) * validation_fraction)
-        if n_val < 1 or n_val >= len(y):
-            raise DataError(f"{arrays.source}: {len(y)} samples are too few for a validation split")
-        val, train = order[:n_val], order[n_val:][:limit]
-        x32 = x.astype(np.float32)
-        x_train, y_train, x_val, y_val = x32[train], y[train], x32[val], y[val]
-    for arr in (x_train, y_train, x_val, y_val):
-        arr.setflags(write=False)
+        parts = _carve(x.astype(np.float32), y, validation_fraction, limit, seed, arrays.source)
     names = arrays.class_names
-    return Dataset(name, x_train, y_train, x_val, y_val, len(names), pixel_max, arrays.source, names)
+    return Dataset(name, *parts, len(names), pixel_max, arrays.source, names)
 
 
 def _split(
@@ -296,15 +239,27 @@ def _split(
     classes = schema.DATASET_INFO[name].num_classes
     if n and (labels.min() < 0 or labels.max() >= classes):
         raise DataError(f"{source}: labels must be in 0..{classes - 1}, found {labels.min()}..{labels.max()}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = round(n * fraction)
-    if n_val < 1 or n_val >= n:
-        raise DataError(f"{source}: {n} samples are too few for validation_fraction={fraction}")
-    val, train = order[:n_val], order[n_val:][:limit]
     x = images.astype(np.float32)[..., np.newaxis]
-    y = labels.astype(np.int32)
-    x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
-    for arr in (x_train, y_train, x_val, y_val):
-        arr.setflags(write=False)
+    parts = _carve(x, labels.astype(np.int32), fraction, limit, seed, source)
     names = schema.DATASET_INFO[name].class_names
-    return Dataset(name, x_train, y_train, x_val, y_val, classes, pixel_max, source, names)
+    return Dataset(name, *parts, classes, pixel_max, source, names)
+
+
+def _carve(
+    x: NDArray[Any], y: NDArray[Any], fraction: float, limit: int | None, seed: int, source: str
+) -> _Parts:
+    """The seeded split: a permutation's first ``round(n * fraction)`` validate, ``limit`` cuts the rest."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_val = round(len(y) * fraction)
+    if n_val < 1 or n_val >= len(y):
+        raise DataError(f"{source}: {len(y)} samples are too few for validation_fraction={fraction}")
+    val, train = order[:n_val], order[n_val:][:limit]
+    return _frozen(x[train], y[train], x[val], y[val])
+
+
+def _frozen(*arrays: NDArray[Any]) -> _Parts:
+    """x_train, y_train, x_val, y_val, read-only: every trial of a worker shares them."""
+    for arr in arrays:
+        arr.setflags(write=False)
+    x_train, y_train, x_val, y_val = arrays
+    return x_train, y_train, x_val, y_val

@@ -1,9 +1,10 @@
 """Reading a user's data: a ``.npz``, a folder of class subfolders of images, a CSV, a loader.
 
 Each reader returns :class:`Arrays`: the training split, and the validation and test splits
-when the source has them. Labels come back as class indices ``0..K-1`` with the class names;
-one-hot labels (KerasTuner's guide encodes them so) are turned back into indices. Every problem
-is one ``DataError`` line naming the file (and the row, column or image).
+when the source has them (:mod:`search.trial.files` parses image folders and CSV files).
+Labels come back as class indices ``0..K-1`` with the class names; one-hot labels (KerasTuner's
+guide encodes them so) are turned back into indices. Every problem is one ``DataError`` line
+naming the file (and the row, column or image).
 
 Example:
     >>> import numpy as np, tempfile, os
@@ -16,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -28,13 +28,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from search.errors import ConfigError, DataError
+from search.trial import files
 
 if TYPE_CHECKING:
     from spaces import DatasetSpec
 
-__all__ = ["IMAGE_SUFFIXES", "Arrays", "read", "read_npz", "read_test"]
+__all__ = ["Arrays", "read", "read_npz", "read_test"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _SPLITS = ("train", "val", "test")
 
 
@@ -58,9 +58,9 @@ def read(spec: DatasetSpec) -> Arrays:
     if spec.kind == "npz":
         return read_npz(path, test=False)
     if spec.kind == "images":
-        return from_splits(str(path), {"train": _read_images(path, spec.image_size)})
+        return from_splits(str(path), {"train": files.read_images(path, spec.image_size)})
     if spec.kind == "csv":
-        return from_splits(str(path), {"train": _read_csv(path, str(spec.label))})
+        return from_splits(str(path), {"train": files.read_csv(path, str(spec.label))})
     if spec.kind == "loader":
         return _call_loader(spec, path, test=False)
     raise ConfigError(f"dataset {spec.name}: not a file dataset")
@@ -78,9 +78,10 @@ def read_test(spec: DatasetSpec, class_names: tuple[str, ...]) -> tuple[NDArray[
         if spec.test_file is None:
             raise DataError(f"dataset {spec.name}: no test split; name one with dataset.test")
         test = Path(spec.test_file)
-        x, y = (
-            _read_images(test, spec.image_size) if spec.kind == "images" else _read_csv(test, str(spec.label))
-        )
+        if spec.kind == "images":
+            x, y = files.read_images(test, spec.image_size)
+        else:
+            x, y = files.read_csv(test, str(spec.label))
         source = str(test)
     return np.asarray(x), _indices(np.asarray(y), class_names, source), source
 
@@ -181,90 +182,6 @@ def _npz(path: Path) -> dict[str, NDArray[Any]]:
     if "x_train" not in raw:
         raise DataError(f"{path}: no x_train / y_train arrays (it has: {', '.join(sorted(raw)) or 'none'})")
     return raw
-
-
-def _read_images(folder: Path, size: tuple[int, int] | None) -> tuple[NDArray[np.uint8], NDArray[Any]]:
-    """One subfolder per class, as Keras' ``image_dataset_from_directory`` reads them.
-
-    Grayscale when every image is; otherwise RGB. Without ``size`` every image must have the
-    first one's size.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise DataError(f"{folder}: expected one subfolder per class (at least 2), found {len(classes)}")
-    images: list[Any] = []
-    labels: list[str] = []
-    for cls in classes:
-        for file in sorted(cls.rglob("*")):
-            if file.suffix.lower() not in IMAGE_SUFFIXES or file.name.startswith("."):
-                continue
-            try:
-                with Image.open(file) as img:
-                    img.load()
-                    images.append((file, img.copy()))
-            except (OSError, UnidentifiedImageError) as e:
-                raise DataError(f"{file}: not a readable image: {e}") from e
-            labels.append(cls.name)
-    if not images:
-        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class subfolders")
-    gray = all(img.mode in ("1", "L", "LA", "I;16", "I") for _, img in images)
-    want = size[::-1] if size is not None else images[0][1].size  # PIL sizes are (width, height)
-    out = np.empty((len(images), want[1], want[0], 1 if gray else 3), dtype=np.uint8)
-    for i, (file, img) in enumerate(images):
-        if img.size != want and size is None:
-            raise DataError(
-                f"{file}: {img.size[0]}x{img.size[1]} pixels, the first image is {want[0]}x{want[1]}; "
-                "give dataset.image_size: [height, width] to resize them all"
-            )
-        img = img.convert("L" if gray else "RGB")
-        if img.size != want:
-            img = img.resize(want, Image.Resampling.BILINEAR)
-        pixels = np.asarray(img, dtype=np.uint8)
-        out[i] = pixels[..., np.newaxis] if gray else pixels
-    return out, np.array(labels)
-
-
-def _read_csv(path: Path, label: str) -> tuple[NDArray[np.float32], NDArray[Any]]:
-    """Numeric feature columns and one label column (a header row names them)."""
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f, delimiter=delimiter))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: cannot read: {e}") from e
-    if len(rows) < 2:
-        raise DataError(f"{path}: expected a header row and data rows, got {len(rows)} rows")
-    header = [h.strip() for h in rows[0]]
-    if label not in header:
-        raise DataError(f"{path}: no column {label!r} (dataset.label); columns: {', '.join(header)[:200]}")
-    at = header.index(label)
-    features = [i for i in range(len(header)) if i != at]
-    if not features:
-        raise DataError(f"{path}: no feature columns besides {label!r}")
-    x = np.empty((len(rows) - 1, len(features)), dtype=np.float32)
-    y: list[str] = []
-    for n, row in enumerate(rows[1:]):
-        if len(row) != len(header):
-            raise DataError(f"{path}: line {n + 2}: {len(row)} fields, the header has {len(header)}")
-        for j, i in enumerate(features):
-            try:
-                x[n, j] = float(row[i])
-            except ValueError:
-                raise DataError(
-                    f"{path}: line {n + 2}, column {header[i]!r}: {row[i]!r} is not a number"
-                ) from None
-        y.append(row[at].strip())
-    return x, _numeric_labels(np.array(y))
-
-
-def _numeric_labels(y: NDArray[Any]) -> NDArray[Any]:
-    """CSV labels are text; "0", "1", ... become integers, so that class i is still "i"."""
-    try:
-        return y.astype(np.int64)
-    except ValueError:
-        return y
 
 
 def _call_loader(spec: DatasetSpec, path: Path, *, test: bool) -> Arrays:

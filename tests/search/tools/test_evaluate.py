@@ -19,8 +19,8 @@ from search.results.tables import best_trials
 from search.study.create import create_or_load
 from search.tools.evaluate import chosen_epochs, evaluate
 from search.trial.callbacks import CurveRecorder
-from search.trial.data import load_test
 from search.trial.objective import best_epoch
+from search.trial.testsplit import load_test
 from tests.helpers import TINY, int_range, space_text, write_space
 
 

@@ -12,7 +12,7 @@ import pytest
 from numpy.typing import NDArray
 
 from search.errors import ConfigError, DataError
-from search.trial import bundled, data
+from search.trial import bundled, testsplit
 from search.trial.data import DATASETS, load_dataset
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -246,7 +246,7 @@ def test_a_named_directory_that_does_not_exist_is_named(
         load_dataset("mnist")
     (tmp_path / "file").write_text("")
     with pytest.raises(DataError, match=r"^mnist: data_dir .*/file: not a directory$"):
-        data.load_test("mnist", data_dir=tmp_path / "file")
+        testsplit.load_test("mnist", data_dir=tmp_path / "file")
 
 
 def test_bad_magic_names_the_file(tmp_path: Path) -> None:
@@ -329,7 +329,7 @@ def test_boundary_arguments_are_accepted() -> None:
 
 
 def test_digits_test_split_is_fixed_held_out_and_independent_of_the_seed() -> None:
-    test = data.load_test("digits")
+    test = testsplit.load_test("digits")
     assert test.x.shape == (360, 8, 8, 1) and test.y.shape == (360,) and test.pixel_max == 16.0
     assert set(np.unique(test.y)) == set(range(10))
     held_out = {row.tobytes() for row in test.x}
@@ -337,28 +337,28 @@ def test_digits_test_split_is_fixed_held_out_and_independent_of_the_seed() -> No
         ds = load_dataset("digits", validation_fraction=0.2, seed=seed)
         seen = {row.tobytes() for row in np.concatenate([ds.x_train, ds.x_val])}
         assert len(seen) == 1437 and not seen & held_out  # the 1797 digit images are all distinct
-    assert data.load_test("digits").x.tobytes() == test.x.tobytes()
+    assert testsplit.load_test("digits").x.tobytes() == test.x.tobytes()
 
 
 def test_test_split_from_idx_and_npz(tmp_path: Path) -> None:
     images, labels = synthetic(12)
     write_idx(tmp_path / "idx" / "t10k-images-idx3-ubyte.gz", images)
     write_idx(tmp_path / "idx" / "t10k-labels-idx1-ubyte.gz", labels)
-    test = data.load_test("fashion_mnist", data_dir=tmp_path / "idx")
+    test = testsplit.load_test("fashion_mnist", data_dir=tmp_path / "idx")
     assert test.x.shape == (12, 4, 4, 1) and test.y.tolist() == (np.arange(12) % 10).tolist()
     save_npz(tmp_path / "npz" / "mnist.npz")
-    assert indices(data.load_test("mnist", data_dir=tmp_path / "npz").x) == [0, 1, 2]
+    assert indices(testsplit.load_test("mnist", data_dir=tmp_path / "npz").x) == [0, 1, 2]
 
 
 def test_missing_test_split_names_the_t10k_files(tmp_path: Path) -> None:
     write_pair(tmp_path)  # train files only
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz and t10k-labels-idx1-ubyte\.gz"):
-        data.load_test("mnist", data_dir=tmp_path)
+        testsplit.load_test("mnist", data_dir=tmp_path)
 
 
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 def test_fashion_mnist_test_split_from_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(bundled._DEBIAN_DIRS, "fashion_mnist", DEBIAN_FASHION)
-    test = data.load_test("fashion_mnist")
+    test = testsplit.load_test("fashion_mnist")
     assert test.x.shape == (10_000, 28, 28, 1)
     assert np.bincount(test.y).tolist() == [1_000] * 10

@@ -10,7 +10,8 @@ import pytest
 import spaces
 from search.errors import ConfigError, DataError
 from search.trial import sources
-from search.trial.data import load_for, load_test_for
+from search.trial.data import load_for
+from search.trial.testsplit import load_test_for
 from tests.helpers import TINY, write_space
 from tests.search.data_files import write_csv, write_images, write_loader, write_npz
 

@@ -55,7 +55,8 @@ def evaluate(
     data, seed, epochs and early stopping), so the saved model is the one that was scored. The
     test metrics are recorded in the trial's user attrs (``test_accuracy``, ``test_loss``, ...).
     A KerasTuner hypermodel study needs ``hypermodel``: the user's own copy of the file, checked
-    against the study's sha256 as for a worker; a file dataset is read where the study recorded
+    against the study's sha256 as for a worker (one that overrides ``HyperModel.fit`` retrains
+    through it); a file dataset is read where the study recorded
     it, or from ``data`` (a loader's ``FILE.py:NAME`` must be given).
 
     Raises:
@@ -96,7 +97,7 @@ def evaluate(
     if label_encoding(model) == "one_hot":  # a categorical loss: one-hot labels, as in the trial
         ds, test_y = ds.one_hot(), np.eye(ds.num_classes, dtype=np.float32)[test.y]
     try:
-        epochs, train_size = _fit(model, ds, params, chosen, fit)
+        epochs, train_size = _fit(model, ds, params, chosen, fit, space)
     except Exception as e:  # out of memory, a custom layer's error: one line, as for the trial
         reason = failure_reason(e, during="train", hypermodel=space.hypermodel)
         if reason is None:
@@ -149,33 +150,50 @@ def evaluate(
     return result
 
 
-def _fit(model: Any, ds: Dataset, params: dict[str, Any], trial: FrozenTrial, fit: str) -> tuple[int, int]:
-    """Train as ``fit`` says; the epochs run and the number of training samples."""
+def _fit(
+    model: Any, ds: Dataset, params: dict[str, Any], trial: FrozenTrial, fit: str, space: Space
+) -> tuple[int, int]:
+    """Train as ``fit`` says; the epochs run and the number of training samples.
+
+    A hypermodel that overrides ``HyperModel.fit`` trains through it, as its trial did, with
+    the trial's values for what it tunes there (``batch_size``, ``shuffle``, ...).
+    """
+    import dataclasses
+
     import keras
 
+    from search.hypermodels.adapter import OptunaHyperParameters
+    from search.hypermodels.loader import hypermodel_of, load_builder
+    from search.trial.hyperfit import overrides_fit, run_fit
+
+    callbacks: list[keras.callbacks.Callback] = []
     if fit == "train":
-        callbacks = []
+        data, epochs = ds, int(params["epochs"])
         if params["patience"] > 0:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
                     monitor="val_loss", patience=params["patience"], restore_best_weights=True
                 )
             )
-        history = model.fit(
-            ds.x_train,
-            ds.y_train,
-            batch_size=params["batch_size"],
-            epochs=params["epochs"],
-            validation_data=(ds.x_val, ds.y_val),
-            callbacks=callbacks,
-            verbose=0,
-        )
-        return len(history.epoch), len(ds.y_train)
-    epochs = int(chosen_epochs(trial, params))
-    x = np.concatenate([ds.x_train, ds.x_val])
-    y = np.concatenate([ds.y_train, ds.y_val])
-    model.fit(x, y, batch_size=params["batch_size"], epochs=epochs, shuffle=True, verbose=0)
-    return epochs, len(y)
+    else:
+        epochs = int(chosen_epochs(trial, params))
+        x, y = np.concatenate([ds.x_train, ds.x_val]), np.concatenate([ds.y_train, ds.y_val])
+        data = dataclasses.replace(ds, x_train=x, y_train=y)
+    hypermodel = None if space.hypermodel is None else hypermodel_of(load_builder(space.hypermodel))
+    if overrides_fit(hypermodel):
+        hp = OptunaHyperParameters(optuna.trial.FixedTrial(dict(trial.params)))
+        result = run_fit(
+            hypermodel, hp, model, data, batch_size=params["batch_size"], epochs=epochs,
+            callbacks=callbacks, validate=fit == "train",
+        )  # fmt: skip
+    else:
+        result = model.fit(
+            data.x_train, data.y_train, batch_size=params["batch_size"], epochs=epochs, shuffle=True,
+            validation_data=(ds.x_val, ds.y_val) if fit == "train" else None,
+            callbacks=callbacks, verbose=0,
+        )  # fmt: skip
+    ran = getattr(result, "epoch", None)  # a History; an override may return a dict or a number
+    return (len(ran) if fit == "train" and isinstance(ran, list) else epochs), len(data.y_train)
 
 
 def _accuracy(scores: dict[str, Any]) -> float:

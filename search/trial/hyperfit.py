@@ -37,19 +37,19 @@ def run_fit(
     batch_size: int,
     epochs: int,
     callbacks: Sequence[Any],
+    validate: bool = True,
 ) -> Any:
-    """``hypermodel.fit(hp, model, x, y, validation_data=..., epochs=..., callbacks=...)``; its result."""
+    """``hypermodel.fit(hp, model, x, y, validation_data=..., epochs=..., callbacks=...)``; its result.
+
+    ``validate=False`` (``evaluate``'s retrain on train + validation, KerasTuner's way of
+    retraining a best model): ``data.x_train`` / ``y_train`` only, no ``validation_data``.
+    """
     model.fit = _with_default(model.fit, batch_size=batch_size)  # the override's own batch_size wins
+    validation = {"validation_data": (data.x_val, data.y_val)} if validate else {}
     return hypermodel.fit(
-        hp,
-        model,
-        data.x_train,
-        data.y_train,
-        validation_data=(data.x_val, data.y_val),
-        epochs=epochs,
-        callbacks=list(callbacks),
-        verbose=0,
-    )
+        hp, model, data.x_train, data.y_train, **validation,
+        epochs=epochs, callbacks=list(callbacks), verbose=0,
+    )  # fmt: skip
 
 
 def scores(result: Any, curves: Mapping[str, Sequence[float]], first_objective: str) -> dict[str, float]:

@@ -15,6 +15,7 @@ an objective the model does not log (``val_auc``)      validate / run: one line,
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -64,6 +65,54 @@ def test_guide_hypermodels_train(tmp_path: Path, name: str, model: dict[str, Any
         assert all(t.user_attrs["val_accuracy"] > 0.3 for t in trials)
     if name == "fit-override":
         assert all(t.user_attrs["fast_paths"] == {"fit": "HyperModel.fit"} for t in trials)
+
+
+RECORDING = """
+import json, pathlib
+import keras, keras_tuner as kt
+
+CALLS = pathlib.Path(__file__).with_name("fit_calls.jsonl")
+
+
+class Recording(kt.HyperModel):
+    def build(self, hp):
+        model = keras.Sequential([
+            keras.layers.Flatten(),
+            keras.layers.Dense(hp.Int("units", 8, 32, step=8), activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    def fit(self, hp, model, x, y, **kwargs):
+        batch_size = hp.Choice("batch_size", [16, 32])
+        call = {"batch_size": batch_size, "samples": len(x), "validation": "validation_data" in kwargs}
+        with CALLS.open("a") as f:
+            f.write(json.dumps(call) + "\\n")
+        return model.fit(x, y, batch_size=batch_size, **kwargs)
+"""
+
+
+def test_evaluate_retrains_through_the_fit_override_with_the_trials_values(tmp_path: Path) -> None:
+    (tmp_path / "recording.py").write_text(RECORDING)
+    space = write_space(tmp_path, "rec", base=SMALL, model={"hypermodel": "recording.py:Recording"})
+    url = f"sqlite:///{tmp_path / 'kt.db'}"
+    assert main(["run", str(space), "--storage", url, "--trials", "2"]) == 0
+    calls = tmp_path / "fit_calls.jsonl"
+    searched = [json.loads(line) for line in calls.read_text().splitlines()]
+    calls.unlink()
+    best = optuna.load_study(study_name="rec", storage=url).best_trial
+    evaluate = ["evaluate", "--study", "rec", "--storage", url, "--out", str(tmp_path / "eval")]
+    hypermodel = ["--hypermodel", f"{tmp_path / 'recording.py'}:Recording"]
+    for fit in ("train", "train+validation"):
+        assert main([*evaluate, *hypermodel, "--fit", fit]) == 0
+    retrained = [json.loads(line) for line in calls.read_text().splitlines()]
+    # the trial's own batch size, through its fit; train+validation: more samples, nothing held out
+    assert [(c["batch_size"], c["validation"]) for c in retrained] == [
+        (best.params["batch_size"], True),
+        (best.params["batch_size"], False),
+    ]
+    assert retrained[0]["samples"] == searched[0]["samples"] < retrained[1]["samples"]
 
 
 @pytest.mark.parametrize(

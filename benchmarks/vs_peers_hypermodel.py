@@ -252,7 +252,7 @@ def load_data(limit: int | None) -> Data:
 
 def test_accuracy(model: Any) -> float:
     """Accuracy on the t10k images, scaled as in training (read as ``hpsearch evaluate`` reads them)."""
-    from search.trial.data import load_test
+    from search.trial.testsplit import load_test
 
     test = load_test("fashion_mnist")
     scores = model.evaluate(test.x / test.pixel_max, test.y, batch_size=1024, verbose=0, return_dict=True)

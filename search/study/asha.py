@@ -46,11 +46,9 @@ from storage import compat
 
 __all__ = [
     "BASELINE",
-    "BASELINE_SHARE",
     "PROMOTED",
     "Asha",
     "Promotion",
-    "affordable",
     "for_space",
     "on_claim",
     "promote",
@@ -60,12 +58,6 @@ __all__ = [
 
 PROMOTED = "hpsearch:promoted:"  # + the paused trial's number: a study system attr, set once
 BASELINE = "hpsearch:baseline"  # the study's baseline trial was claimed (set once)
-# The baseline (a fresh study's first trial, the space's centre) trains past its rungs with no
-# competitors there when its whole training is projected to take at most this share of the
-# search's timeout: Hyperband's last bracket, which trains a configuration at full fidelity
-# from the start, so a fully trained model comes in the first minutes instead of after eta**k
-# others. A slow centre still pauses at its first rung; no timeout: plain ASHA.
-BASELINE_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -149,17 +141,6 @@ class Asha:
 
     def _better_count(self, value: float, others: Sequence[float]) -> int:
         return sum(1 for v in others if (v > value if self.maximize else v < value))
-
-
-def affordable(seconds: float, done: int, epochs: int, timeout: float | None) -> bool:
-    """Whether a baseline that trained ``done`` epochs in ``seconds`` goes on without competitors.
-
-    True when ``seconds`` scaled to all ``epochs`` fits :data:`BASELINE_SHARE` of ``timeout``:
-
-    >>> affordable(6.0, 1, 10, 600.0), affordable(6.5, 1, 10, 600.0), affordable(6.0, 1, 10, None)
-    (True, False, False)
-    """
-    return timeout is not None and done > 0 and seconds / done * epochs <= BASELINE_SHARE * timeout
 
 
 def rung_value(trial: FrozenTrial, epoch: int) -> float | None:

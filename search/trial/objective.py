@@ -70,7 +70,6 @@ class Objective:
         on_gpu: bool = False,
         checkpoints: Path | None = None,
         schedule: bool = True,
-        timeout: float | None = None,
     ) -> None:
         """
         Args:
@@ -86,8 +85,6 @@ class Objective:
             schedule: the trials come from hpsearch's queue, which promotes paused trials. A
                 plain ``study.optimize`` cannot continue them, so there ``pruner: asha`` leaves
                 the decision to the study's own pruner (``trial.should_prune``).
-            timeout: the search's (default ``budget.timeout``): what the baseline may use
-                (:func:`search.study.asha.affordable`).
         """
         if space.hypermodel is not None:  # imported once, before any trial: a broken file stops the worker
             load_builder(space.hypermodel)
@@ -106,7 +103,6 @@ class Objective:
         self.stop = stop or threading.Event()
         self.asha = asha.for_space(space) if schedule else None
         self.checkpoints = checkpoints
-        self.timeout = timeout or space.budget.timeout
         # multi-objective pruning: this worker's pruner instance (see search.trial.pruning)
         self._mo: optuna.pruners.BasePruner | None = None
         if self.prune and space.is_multi_objective and self.asha is None:
@@ -134,7 +130,9 @@ class Objective:
         }
         if self.device_info is not None:
             setup[keys.DEVICE_INFO] = self.device_info
-        _record(trial, setup)  # attrs: 3 transactions (before the build, after it, after training)
+        # the attrs go in three transactions (before the build, after it, after training), not
+        # one each; the build comes second because a KerasTuner hypermodel adds to "params"
+        _record(trial, setup)
         hp = None
         try:  # Keras, a hypermodel's build(hp), a custom layer: any error of theirs fails this trial
             if self.space.hypermodel is None:
@@ -254,16 +252,16 @@ class Objective:
         metric = self.space.pruner.metric
         reporter: Reporter
         if self.asha is not None:
+            native = not self.space.is_multi_objective
             reporter = AshaReporter(
-                trial, self.asha, epochs=epochs, after=after, metric=metric,
-                native=not self.space.is_multi_objective,
-                baseline_timeout=self.timeout if trial.user_attrs.get(keys.BASELINE) else None,
-            )  # fmt: skip
+                trial, self.asha, epochs=epochs, after=after, metric=metric, native=native
+            )
         elif self._mo is None:
             reporter = NativeReporter(trial)
         else:
             direction = optuna.study.StudyDirection[self.space.pruner.direction.upper()]
-            # the trial's own storage (an RDB's: Optuna's cache): each epoch reads only what changed
+            # the trial's own storage: for an RDB, Optuna's cache of it, so each epoch's look at
+            # the other trials reads only those that changed, not the whole study again
             reporter = MultiObjectiveReporter(trial, self._mo, trial.storage, direction)
         return PruningCallback(trial, reporter, metric, self.space.pruner.type)
 
@@ -280,8 +278,11 @@ class Objective:
 
 
 def _final_metrics(recorder: CurveRecorder, restored_best: bool) -> dict[str, float]:
-    """Every logged metric of the model training leaves: the best epoch's with early stopping
-    (its weights, lowest ``val_loss``, are restored), else the last epoch's."""
+    """The metrics of the model that training leaves behind: every logged one.
+
+    With early stopping the best weights (lowest ``val_loss``) are restored, so that epoch's
+    metrics are reported; otherwise the last epoch's.
+    """
     curves = recorder.curves
     if not curves["val_loss"]:
         return {}

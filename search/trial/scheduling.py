@@ -2,8 +2,7 @@
 
 - :class:`AshaReporter` takes each epoch's pruning metric (as Optuna intermediate values, or
   the ``pruning_curve`` attr in multi-objective studies) and, at a rung, answers whether the
-  trial pauses: it goes on only in the top ``1 / reduction_factor`` of the values there, or
-  when it is the baseline and cheap enough to train fully (:func:`search.study.asha.affordable`).
+  trial pauses: it goes on only in the top ``1 / reduction_factor`` of the values there.
 - :class:`Continuation` is what a promoted trial continues from: it restores the paused
   trial's checkpoint into the freshly built model and trains on from that epoch; without the
   file (another machine, a deleted folder) it retrains from the first epoch and reports only
@@ -12,8 +11,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ import keras
 import optuna
 
 from search import keys
-from search.study.asha import Asha, affordable, values_at
+from search.study.asha import Asha, values_at
 from search.trial import checkpoint
 from search.trial.pruning import CURVE_ATTR
 
@@ -33,25 +30,11 @@ class AshaReporter:
     """Records the metric each epoch; at a rung, True (stop: pause) unless in the top 1 / eta."""
 
     def __init__(
-        self,
-        trial: optuna.Trial,
-        scheduler: Asha,
-        *,
-        epochs: int,
-        after: int,
-        metric: str,
-        native: bool,
-        baseline_timeout: float | None = None,
-        clock: Callable[[], float] = time.perf_counter,
+        self, trial: optuna.Trial, scheduler: Asha, *, epochs: int, after: int, metric: str, native: bool
     ) -> None:
-        """``baseline_timeout``: the search's timeout when this trial is the baseline, else None."""
         self.trial, self.scheduler, self.metric, self.native = trial, scheduler, metric, native
         self.rungs = set(scheduler.rungs(epochs))
-        self.epochs = epochs
         self.after = after  # a continuation: the epochs up to here are the paused trial's
-        self.baseline_timeout = baseline_timeout
-        self.clock = clock
-        self.started = clock()
         self.curve: dict[str, float] = {}
         self.reason: str | None = None
 
@@ -64,9 +47,6 @@ class AshaReporter:
             self.curve[str(step)] = value
             self.trial.set_user_attr(CURVE_ATTR, dict(self.curve))
         if step not in self.rungs:
-            return False
-        seconds = self.clock() - self.started
-        if affordable(seconds, step - self.after, self.epochs - self.after, self.baseline_timeout):
             return False
         others = values_at(self.trial.study.get_trials(deepcopy=False), step, besides=self.trial.number)
         if self.scheduler.keep_going(value, others):

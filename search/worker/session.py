@@ -120,7 +120,6 @@ def run_worker(
             device_info=devices.as_dict(held.placement),
             on_gpu=held.placement.gpu is not None,
             checkpoints=checkpoints,
-            timeout=timeout,
         )
     growth = recycle.DEFAULT_MAX_GROWTH if max_memory_growth is None else max_memory_growth
     recycler = recycle.Recycler(growth, enabled=restart_argv is not None)  # budgets survive a restart

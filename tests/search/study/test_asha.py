@@ -43,21 +43,11 @@ def curve(lr: float, epoch: int) -> float:
     return quality * (1.0 - 0.5 ** (epoch + 1))
 
 
-def work(
-    study: QueueStudy,
-    space: spaces.Space,
-    epochs_trained: Counter[int],
-    *,
-    timeout: float | None = None,
-    epoch_seconds: float = 1.0,
-) -> int:
-    """One synthetic worker: claim, train (report per epoch), pause or complete; trials run.
-
-    Each epoch takes ``epoch_seconds`` on the reporter's clock; ``timeout`` is the search's.
-    """
+def work(study: QueueStudy, space: spaces.Space, epochs_trained: Counter[int]) -> int:
+    """One synthetic worker: claim, train (report per epoch), pause or complete; trials run."""
     scheduler = asha.for_space(space)
     assert scheduler is not None
-    ran, now = 0, [0.0]
+    ran = 0
     while True:
         try:
             trial = study.ask()
@@ -66,13 +56,10 @@ def work(
         params = space.sample(trial)
         after = Continuation.of(trial)
         reporter = AshaReporter(
-            trial, scheduler, epochs=EPOCHS, after=after.epoch, metric="val_accuracy", native=True,
-            baseline_timeout=timeout if trial.user_attrs.get(keys.BASELINE) else None,
-            clock=lambda: now[0],
-        )  # fmt: skip
+            trial, scheduler, epochs=EPOCHS, after=after.epoch, metric="val_accuracy", native=True
+        )
         value = 0.0
         for epoch in range(after.epoch + 1, EPOCHS + 1):
-            now[0] += epoch_seconds
             value = curve(params["learning_rate"], epoch)
             epochs_trained[trial.number] += 1
             if reporter.report(value, epoch):
@@ -131,23 +118,6 @@ def test_a_bad_first_trial_stops_after_one_epoch_and_the_best_are_promoted(tmp_p
     assert max(by_config.values()) == EPOCHS
     # the top third at rung 1 went on; the rest of the configurations stopped there
     assert sum(trained.values()) < 30 * EPOCHS // 2  # trained fully, 30 trials would take 270 epochs
-
-
-@pytest.mark.parametrize(("epoch_seconds", "trains"), [(6.0, EPOCHS), (7.0, 1)])
-def test_a_cheap_baseline_trains_fully_under_a_timeout(
-    tmp_path: Path, epoch_seconds: float, trains: int
-) -> None:
-    # 9 epochs of 6 s fit a tenth of 600 s: the centre trains to the end with no competitors
-    # (Hyperband's full-fidelity bracket); at 7 s an epoch it pauses at rung 1 like any trial
-    study, space = _study(f"sqlite:///{tmp_path / 'a.db'}", 12)
-    trained: Counter[int] = Counter()
-    assert work(study, space, trained, timeout=600.0, epoch_seconds=epoch_seconds) == 12
-    first = study.get_trials(deepcopy=False)[0]
-    assert first.user_attrs[keys.BASELINE] is True and trained[0] == trains
-    assert first.state == (TrialState.COMPLETE if trains == EPOCHS else TrialState.PRUNED)
-    # later trials still earn their epochs: none trains past rung 1 alone
-    second = study.get_trials(deepcopy=False)[1]
-    assert trained[1] == 1 and second.user_attrs[keys.PAUSED_AT] == 1
 
 
 @pytest.mark.backends("sqlite", "postgresql")

@@ -51,17 +51,6 @@ def test_a_short_study_pauses_and_continues_from_checkpoints(tmp_path: Path) -> 
     )  # the search is over: no paused trial will continue
 
 
-def test_with_a_timeout_a_cheap_baseline_trains_to_the_end(tmp_path: Path) -> None:
-    # --timeout (the space has none) reaches the trial: 9 digits epochs are far under 60 s
-    space = write_space(tmp_path, "asha", base=SPACE)
-    url = f"sqlite:///{tmp_path / 'a.db'}"
-    assert main(["run", str(space), "--storage", url, "--trials", "3", "--timeout", "600"]) == 0
-    first, second, _ = optuna.load_study(study_name="asha", storage=url).get_trials()
-    assert first.user_attrs[keys.BASELINE] is True and first.state == TrialState.COMPLETE
-    assert first.user_attrs[keys.EPOCHS_RUN] == 9 and len(first.intermediate_values) == 9
-    assert second.user_attrs[keys.PAUSED_AT] == 1  # the others still earn their epochs
-
-
 def _model(units: int = 4) -> keras.Model:
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(units, activation="relu")(inputs)))

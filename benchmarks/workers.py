@@ -99,9 +99,9 @@ def one_run(kind: str, workers: int, trials: int, tmp: str) -> dict[str, float]:
     ]
     done = len(trials_done)
     # from the first trial's start to the last one's end: process start-up is not storage work
-    wall = (
-        max(t.datetime_complete for t in trials_done) - min(t.datetime_start for t in trials_done)  # type: ignore[type-var]
-    ).total_seconds()
+    ends = [t.datetime_complete for t in trials_done if t.datetime_complete is not None]
+    starts = [t.datetime_start for t in trials_done if t.datetime_start is not None]
+    wall = (max(ends) - min(starts)).total_seconds()
     if kind == "postgresql":
         watcher.join()
         import psycopg

@@ -147,6 +147,22 @@ class Space:
     def is_multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
+    @property
+    def watched(self) -> Objective:
+        """What early stopping watches and restores the best epoch of: the first objective
+        measured on the validation split, else ``val_loss``.
+
+        A trial is then scored by its best epoch of what is searched for, as KerasTuner scores
+        one; ``val_loss`` usually bottoms out epochs before ``val_accuracy`` stops improving.
+
+        Example:
+            >>> import spaces
+            >>> spaces.load("fashion-mlp").watched
+            Objective(metric='val_accuracy', direction='maximize')
+        """
+        validation = (o for o in self.objectives if o.metric.startswith("val_"))
+        return next(validation, Objective("val_loss", "minimize"))
+
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
         """Sample every parameter for ``trial``; fixed and inactive ones take their values.
 

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import keys
 from search.errors import ConfigError, HPSearchError
+from spaces import Objective
 from storage import compat
 
 __all__ = ["best_epoch", "best_trials", "choose_trial", "chosen_epochs", "trial_params"]
@@ -67,24 +68,27 @@ def trial_params(trial: FrozenTrial) -> dict[str, Any]:
 
 def chosen_epochs(trial: FrozenTrial, params: dict[str, Any]) -> int:
     """Epochs to retrain: the trial's ``best_epoch`` (worked out from its curves for trials
-    recorded before that attr existed), else its budget."""
+    recorded before that attr existed, whose early stopping always watched ``val_loss``), else
+    its budget."""
     value = trial.user_attrs.get(keys.BEST_EPOCH)
     if isinstance(value, int) and value > 0:
         return value
     curves = trial.user_attrs.get(keys.CURVES)
     if isinstance(curves, dict) and curves.get("val_loss"):
-        return best_epoch(curves, params["patience"] > 0)
+        return best_epoch(curves, params["patience"] > 0, Objective("val_loss", "minimize"))
     return int(params["epochs"])
 
 
-def best_epoch(curves: dict[str, list[float]], restored_best: bool) -> int:
+def best_epoch(curves: dict[str, list[float]], restored_best: bool, watched: Objective) -> int:
     """The epoch (1-based) whose weights training leaves behind; 0 when no epoch finished.
 
     Keras 3's ``EarlyStopping(restore_best_weights=True)`` restores the first epoch with the
-    lowest ``val_loss`` at the end of training, also when training ran all its epochs without
-    stopping early; without it the last epoch's weights stay.
+    best value of the ``watched`` metric (``Space.watched``) at the end of training, also when
+    training ran all its epochs without stopping early; without it the last epoch's weights stay.
     """
-    losses = np.asarray(curves["val_loss"], dtype=float)
-    if restored_best and np.isfinite(losses).any():
-        return int(np.nanargmin(losses)) + 1
-    return len(losses)
+    epochs = len(curves["val_loss"])
+    values = np.asarray(curves.get(watched.metric) or [], dtype=float)
+    if restored_best and len(values) == epochs and np.isfinite(values).any():
+        best = np.nanargmax if watched.direction == "maximize" else np.nanargmin
+        return int(best(values)) + 1
+    return epochs

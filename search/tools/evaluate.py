@@ -164,17 +164,14 @@ def _fit(
 
     from search.hypermodels.adapter import OptunaHyperParameters
     from search.hypermodels.loader import hypermodel_of, load_builder
+    from search.trial.callbacks import early_stopping
     from search.trial.hyperfit import overrides_fit, run_fit
 
     callbacks: list[keras.callbacks.Callback] = []
     if fit == "train":
         data, epochs = ds, int(params["epochs"])
         if params["patience"] > 0:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=params["patience"], restore_best_weights=True
-                )
-            )
+            callbacks.append(early_stopping(space.watched, params["patience"]))
     else:
         epochs = int(chosen_epochs(trial, params))
         x, y = np.concatenate([ds.x_train, ds.x_val]), np.concatenate([ds.y_train, ds.y_val])

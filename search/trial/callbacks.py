@@ -9,7 +9,9 @@ from typing import Any
 
 import keras
 
-__all__ = ["CurveRecorder", "NanGuard", "StopWhen"]
+from spaces import Objective
+
+__all__ = ["CurveRecorder", "NanGuard", "StopWhen", "early_stopping"]
 
 CURVE_KEYS = ("accuracy", "loss", "val_accuracy", "val_loss")
 
@@ -84,3 +86,11 @@ class StopWhen(keras.callbacks.Callback):
             self.reason = "timeout"
         if self.reason is not None:
             self.model.stop_training = True
+
+
+def early_stopping(watched: Objective, patience: int) -> keras.callbacks.EarlyStopping:
+    """Early stopping on ``watched`` (``Space.watched``), the best epoch's weights restored."""
+    mode = "max" if watched.direction == "maximize" else "min"
+    return keras.callbacks.EarlyStopping(
+        monitor=watched.metric, mode=mode, patience=patience, restore_best_weights=True
+    )

@@ -22,7 +22,7 @@ from search.results.select import best_epoch
 from search.study import asha
 from search.trial import backend
 from search.trial.build import build_hypermodel, build_model, failure_reason, label_encoding
-from search.trial.callbacks import CurveRecorder, NanGuard, StopWhen
+from search.trial.callbacks import CurveRecorder, NanGuard, StopWhen, early_stopping
 from search.trial.hyperfit import overrides_fit, run_fit, scores
 from search.trial.models import count_flops
 from search.trial.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
@@ -31,6 +31,7 @@ from search.trial.training import fit, freeze_long_lived, prepare
 from storage import compat
 
 if TYPE_CHECKING:
+    import spaces
     from search.trial.data import Dataset
     from spaces import Space
 
@@ -162,11 +163,7 @@ class Objective:
         stopper = StopWhen(self.stop, self.space.budget.trial_timeout)
         callbacks: list[keras.callbacks.Callback] = [guard, recorder, stopper]
         if params["patience"] > 0:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=params["patience"], restore_best_weights=True
-                )
-            )
+            callbacks.append(early_stopping(self.space.watched, params["patience"]))
         pruning = self._pruning_callback(trial, params["epochs"], after.epoch)
         if pruning is not None:
             callbacks.append(pruning)
@@ -200,14 +197,15 @@ class Objective:
             raise self._fail(trial, reason) from e
         train_seconds = time.perf_counter() - start + (after.seconds if first else 0.0)
 
-        metrics = {**_final_metrics(recorder, params["patience"] > 0), **scored}
+        restored = params["patience"] > 0
+        metrics = {**_final_metrics(recorder, restored, self.space.watched), **scored}
         metrics[keys.TRAIN_SECONDS] = train_seconds
         metrics[keys.PARAM_COUNT] = float(param_count)
         metrics[keys.FLOPS] = float(flops)
         shown = ("val_accuracy", "val_loss", "accuracy", "loss", keys.TRAIN_SECONDS, *self.space.metrics)
         results: dict[str, Any] = {key: metrics[key] for key in dict.fromkeys(shown) if key in metrics}
         results[keys.EPOCHS_RUN] = first + recorder.epochs
-        results[keys.BEST_EPOCH] = first + best_epoch(recorder.curves, params["patience"] > 0)
+        results[keys.BEST_EPOCH] = first + best_epoch(recorder.curves, restored, self.space.watched)
         results[keys.CURVES] = recorder.curves
         results[keys.FAST_PATHS] = used  # so that the train_seconds of two trials can be compared
         _record(trial, results)
@@ -277,16 +275,18 @@ class Objective:
         return TrialFailed(reason)
 
 
-def _final_metrics(recorder: CurveRecorder, restored_best: bool) -> dict[str, float]:
+def _final_metrics(
+    recorder: CurveRecorder, restored_best: bool, watched: spaces.Objective
+) -> dict[str, float]:
     """The metrics of the model that training leaves behind: every logged one.
 
-    With early stopping the best weights (lowest ``val_loss``) are restored, so that epoch's
-    metrics are reported; otherwise the last epoch's.
+    With early stopping the best weights (``watched``) are restored, so that epoch's metrics are
+    reported; otherwise the last epoch's.
     """
     curves = recorder.curves
     if not curves["val_loss"]:
         return {}
-    i = best_epoch(curves, restored_best) - 1
+    i = best_epoch(curves, restored_best, watched) - 1
     return {key: values[i] for key, values in curves.items() if key != "epoch_seconds" and len(values) > i}
 
 

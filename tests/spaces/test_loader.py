@@ -158,6 +158,22 @@ def test_domains_are_typed_and_frozen(tmp_path: Path) -> None:
         space.name = "other"  # type: ignore[misc]
 
 
+@pytest.mark.parametrize(
+    ("objectives", "watched"),
+    [
+        ("[val_accuracy, train_seconds]", ("val_accuracy", "maximize")),
+        ("[train_seconds, val_loss]", ("val_loss", "minimize")),  # the first val_ objective
+        ("[param_count, val_auc]\ntraining: {metrics: [auc]}", ("val_auc", "maximize")),
+        ("[accuracy]", ("val_loss", "minimize")),  # none on the validation split
+    ],
+)
+def test_early_stopping_watches_the_first_validation_objective(
+    tmp_path: Path, objectives: str, watched: tuple[str, str]
+) -> None:
+    space = _load(tmp_path, f"objectives: {objectives}\n")
+    assert (space.watched.metric, space.watched.direction) == watched
+
+
 def test_conditional_parameter_is_sampled_only_when_its_condition_holds(tmp_path: Path) -> None:
     space = _load(
         tmp_path,

@@ -22,8 +22,12 @@ from tests.helpers import int_range, space_text, subprocess_env
 
 WORKERS = 4
 SPACE = space_text("q", model={"units": int_range(8, 512)})
-# Each process holds its first trial until every process holds one, so all of them are claiming
-# side by side from then on, whatever order the operating system starts them in.
+# Each process holds its first trial until as many trials as processes have been claimed, so all
+# of them are claiming side by side from then on, whatever order the operating system starts them
+# in. The count of claimed (running or complete) trials only grows, so no process can miss it; the
+# first ones claimed are one per process, since none claims a second before the count is reached.
+# (Waiting for that many *running* trials at once could miss the moment: the others go on, finish
+# the queue, and the running count never comes back.)
 FAKE_WORKER = """
 import contextlib, sys, time, optuna, spaces
 from optuna.trial import TrialState
@@ -37,7 +41,8 @@ first = [True]
 def objective(trial):
     trial.set_user_attr("worker", index)
     deadline = time.monotonic() + 120
-    while first[0] and len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) < workers:
+    claimed = (TrialState.RUNNING, TrialState.COMPLETE)
+    while first[0] and len(study.get_trials(deepcopy=False, states=claimed)) < workers:
         if time.monotonic() > deadline:
             sys.exit(f"worker {index}: the other workers never claimed a trial")
         time.sleep(0.05)

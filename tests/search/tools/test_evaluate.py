@@ -18,7 +18,7 @@ from search.errors import ConfigError
 from search.results.tables import best_trials
 from search.study.create import create_or_load
 from search.tools.evaluate import chosen_epochs, evaluate
-from search.trial.callbacks import CurveRecorder
+from search.trial.callbacks import CurveRecorder, early_stopping
 from search.trial.objective import best_epoch
 from search.trial.testsplit import load_test
 from tests.helpers import TINY, int_range, space_text, write_space
@@ -52,7 +52,8 @@ def test_trials_record_the_epoch_whose_metrics_they_report(study_url: str) -> No
     for trial in _study(study_url).trials:
         curves, best = trial.user_attrs["curves"], trial.user_attrs["best_epoch"]
         assert 1 <= best <= trial.user_attrs["epochs_run"]
-        assert best == int(np.argmin(curves["val_loss"])) + 1  # patience > 0: the best epoch is restored
+        # patience > 0: the best epoch of the first objective is restored (val_loss would differ)
+        assert best == int(np.argmax(curves["val_accuracy"])) + 1
         assert trial.user_attrs["val_accuracy"] == curves["val_accuracy"][best - 1] == trial.values[0]
 
 
@@ -123,24 +124,31 @@ def test_evaluate_rejects_unknown_trials_and_studies(
     assert not (tmp_path / "o").exists()
 
 
-def test_keras_restores_the_best_epoch_also_when_training_does_not_stop_early() -> None:
+@pytest.mark.parametrize(
+    "watched", [spaces.Objective("val_loss", "minimize"), spaces.Objective("val_accuracy", "maximize")]
+)
+def test_keras_restores_the_best_epoch_also_when_training_does_not_stop_early(
+    watched: spaces.Objective,
+) -> None:
     """Keras 3's EarlyStopping restores the best weights at the end of every fit."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 8)).astype("float32")
     y = (x[:, 0] > 0).astype("int32")
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
-    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     # epoch 1 learns; later epochs take huge steps, so the validation loss gets worse
     schedule = keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.5 if epoch == 0 else 200.0)
     recorder = CurveRecorder()
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=10, restore_best_weights=True)
+    stop = early_stopping(watched, patience=10)
     model.fit(x, y, validation_data=(x, y), epochs=3, callbacks=[schedule, recorder, stop], verbose=0)
     assert stop.stopped_epoch == 0  # it ran all its epochs
-    best = best_epoch(recorder.curves, restored_best=True)
+    best = best_epoch(recorder.curves, True, watched)
     assert best < recorder.epochs  # a later epoch was worse, so restoring matters
-    val_loss = float(model.evaluate(x, y, verbose=0))
-    assert val_loss == pytest.approx(recorder.curves["val_loss"][best - 1], rel=1e-5)
+    restored = model.evaluate(x, y, verbose=0, return_dict=True)[watched.metric.removeprefix("val_")]
+    assert restored == pytest.approx(recorder.curves[watched.metric][best - 1], rel=1e-5)
 
 
 def test_retrain_epochs_come_from_best_epoch_or_the_curves() -> None:

@@ -87,21 +87,28 @@ def test_nan_loss_fails_the_trial_with_its_reason() -> None:
     assert trial.user_attrs["epochs_run"] <= 1  # stopped at once, not after all 3 epochs
 
 
-def test_early_stopping_reports_the_restored_best_epoch() -> None:
-    objective, study = _objective(
+@pytest.mark.parametrize(("objective", "best_of"), [("val_accuracy", max), ("val_loss", min)])
+def test_early_stopping_reports_the_restored_best_epoch_of_the_objective(
+    objective: str, best_of: Callable[[list[float]], float]
+) -> None:
+    objective_, study = _objective(
         training={"epochs": 12, "patience": 1},
         model={"units": 256},
         optimizer={"name": "adam", "learning_rate": 0.05},
+        objectives=[objective],
+        pruner={"type": "none"},  # ASHA (one objective's default) would pause it after epoch 1
     )
-    study.optimize(objective, n_trials=1)
+    study.optimize(objective_, n_trials=1)
     attrs = study.trials[0].user_attrs
-    losses = attrs["curves"]["val_loss"]
-    assert attrs["val_loss"] == min(losses)
-    best = losses.index(min(losses))
+    curve = attrs["curves"][objective]
+    assert attrs[objective] == best_of(curve) == study.trials[0].value
+    best = curve.index(best_of(curve))
     # lr 0.05 on 300 samples overfits within a few epochs, so the best epoch is not the last one
-    assert best < len(losses) - 1
+    assert best < len(curve) - 1
+    assert attrs["best_epoch"] == best + 1
     assert attrs["val_accuracy"] == attrs["curves"]["val_accuracy"][best]
-    assert attrs["epochs_run"] == len(losses) <= 12
+    assert attrs["val_loss"] == attrs["curves"]["val_loss"][best]
+    assert attrs["epochs_run"] == len(curve) <= 12
 
 
 def test_same_trial_number_same_result() -> None:

@@ -93,7 +93,8 @@ def run(
         storage.DatabaseUnavailable: the database stayed unreachable past the outage limit, or
             refused for good; the message says what became of the running trial.
     """
-    display = ProgressDisplay(study, space, out or sys.stdout, timeout=timeout)
+    before = 0.0 if recycle is None else recycle.elapsed()  # the clock goes on across restarts
+    display = ProgressDisplay(study, space, out or sys.stdout, timeout=timeout, elapsed=before)
     progress = _Progress(space, max_failures_in_row, display)
     result = RunResult(ran=0)
     lost: list[storage.DatabaseUnavailable] = []

@@ -60,10 +60,13 @@ class ProgressDisplay:
         *,
         tty: bool | None = None,
         timeout: float | None = None,
+        elapsed: float = 0.0,
     ) -> None:
-        """``timeout``: seconds left before no new trial starts (the ETA never runs past it)."""
+        """``timeout``: seconds left before no new trial starts (the ETA never runs past it);
+        ``elapsed``: seconds the worker ran before this process (a restart), shown in its lines."""
         self.space, self.out = space, out
         self.start = time.perf_counter()
+        self.before = elapsed
         self.timeout = timeout
         counts = slots(study.get_trials(deepcopy=False))
         self.done_at_start = counts.done
@@ -101,18 +104,19 @@ class ProgressDisplay:
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Show one finished trial and where the study stands."""
         counts = slots(study.get_trials(deepcopy=False))
-        elapsed = time.perf_counter() - self.start
+        elapsed = time.perf_counter() - self.start  # in this process: the ETA's rate
+        shown = self.before + elapsed
         best = best_so_far(study, self.space.metrics)
         if self.bar is not None:
             self.bar.write(
-                trial_line(trial, self.space.metrics, counts.done, counts.used, elapsed), file=self.out
+                trial_line(trial, self.space.metrics, counts.done, counts.used, shown), file=self.out
             )
             self.bar.total = counts.used
             self.bar.update(counts.done - self.bar.n)
             self.bar.set_postfix_str(f"best {best}")
             return
         eta = format_eta(self.eta(counts.done, counts.used, elapsed))
-        line = trial_line(trial, self.space.metrics, counts.done, counts.used, elapsed, eta=eta)
+        line = trial_line(trial, self.space.metrics, counts.done, counts.used, shown, eta=eta)
         print(f"{line}  | best {best}", file=self.out, flush=True)
 
     def message(self, text: str) -> None:

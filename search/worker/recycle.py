@@ -122,6 +122,7 @@ class State:
     restarts: int = 0
     ran: int = 0  # trials this worker finished in earlier processes
     deadline: float | None = None  # time.time() after which no new trial starts (--timeout)
+    started: float | None = None  # time.time() when the first process began (the progress clock)
 
     @classmethod
     def inherit(cls) -> State:
@@ -152,10 +153,16 @@ class Recycler:
 
     def budgets(self, max_trials: int | None, timeout: float | None) -> tuple[int | None, float | None]:
         """This process's share of ``--max-trials`` / ``--timeout`` after earlier restarts."""
+        if self.state.started is None:
+            self.state.started = time.time()
         if self.state.deadline is None and timeout is not None:
             self.state.deadline = time.time() + timeout
         left = None if self.state.deadline is None else max(self.state.deadline - time.time(), 0.0)
         return (None if max_trials is None else max_trials - self.state.ran), left
+
+    def elapsed(self) -> float:
+        """Seconds since this worker's first process took its budgets, earlier restarts included."""
+        return 0.0 if self.state.started is None else max(time.time() - self.state.started, 0.0)
 
     def reseed(self, study: optuna.Study, space: Space, worker: int) -> None:
         """After a restart: a new sampler seed, so a seeded sampler does not replay its points."""

@@ -98,6 +98,13 @@ def test_run_restarts_after_each_trial_and_ends_with_its_budget(tmp_path: Path) 
     assert {int(p) for _, p in restarts} == {pid}, out
     assert _states(url) == ["COMPLETE"] * 3
     assert out.count("Pareto-optimal trials") == 1, out  # printed once, by the last process
+    # the progress clock goes on across restarts (each new process started it at 0 before): by
+    # the last trial it has counted at least the three trials' own durations
+    clock = [float(s) for s in re.findall(r"^\[\s*\d+/\d+\s+([\d.]+)s", out, flags=re.M)]
+    store = storage.open_storage(storage.resolve(url, {}), heartbeat_interval=None)
+    trials = optuna.load_study(study_name="recycled", storage=store).get_trials()
+    ran = sum(t.duration.total_seconds() for t in trials if t.duration is not None)
+    assert len(clock) == 3 and clock == sorted(clock) and clock[-1] >= ran - 0.1, (ran, out)
     params = re.findall(r"COMPLETE .*?  (units=\S+)", out)
     # a restart re-seeds the sampler: without it the seeded random sampler replays its first point
     # (all three were units=[11]); the seeds are fixed, so this outcome is deterministic

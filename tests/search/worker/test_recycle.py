@@ -99,7 +99,8 @@ def test_run_restarts_after_each_trial_and_ends_with_its_budget(tmp_path: Path) 
     assert _states(url) == ["COMPLETE"] * 3
     assert out.count("Pareto-optimal trials") == 1, out  # printed once, by the last process
     # the progress clock goes on across restarts (each new process started it at 0 before): by
-    # the last trial it has counted at least the three trials' own durations
+    # the last trial it has counted at least the three trials' own durations (0.1 s: the clock is
+    # printed to 0.1 s)
     clock = [float(s) for s in re.findall(r"^\[\s*\d+/\d+\s+([\d.]+)s", out, flags=re.M)]
     store = storage.open_storage(storage.resolve(url, {}), heartbeat_interval=None)
     trials = optuna.load_study(study_name="recycled", storage=store).get_trials()

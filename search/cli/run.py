@@ -63,6 +63,7 @@ def _work(
     args: argparse.Namespace,
     *,
     exit_on_signal: int = 130,
+    own_verdict: bool = False,
 ) -> int:
     """This process's share of the study (``search.worker.run_worker``); the exit code."""
     from search.worker import run_worker
@@ -85,6 +86,7 @@ def _work(
         restart_argv=args.argv,
         quiet=not args.debug,
         exit_on_signal=exit_on_signal,
+        own_verdict=own_verdict,
     )
 
 
@@ -147,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print()
     print(front_table(study, space.metrics))
-    return _verdict(study, code)
+    return _verdict(study, code, launched=args.workers > 1)
 
 
 def _own_copies(space: spaces.Space) -> str:
@@ -173,17 +175,19 @@ def _warm(
         print(start_from(study, space, store, source, budget), flush=True)
 
 
-def _verdict(study: optuna.Study, code: int) -> int:
+def _verdict(study: optuna.Study, code: int, *, launched: bool = False) -> int:
     """``run``'s exit code: 1, with one line, when it ended and no trial of the study completed.
 
-    A worker's own code wins (1 stopped after failures in a row, 130 interrupted); trials still
-    running elsewhere may yet complete, so they leave the verdict at 0.
+    A worker's own code wins (1 stopped after failures in a row, 130 interrupted), but local
+    workers that failed (``launched``: each said why) still end in the study's line; trials
+    still running elsewhere may yet complete, so they leave the verdict at 0.
     """
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
-    if code != 0 or TrialState.COMPLETE in states or TrialState.RUNNING in states:
+    judged = code == 0 or (launched and code == 1)
+    if not judged or TrialState.COMPLETE in states or TrialState.RUNNING in states:
         return code
     counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in TrialState if s in states) or "none"
     failed = [t for t in trials if t.state == TrialState.FAIL and keys.FAIL_REASON in t.user_attrs]
@@ -251,7 +255,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         f"in {storage.redact(url)} | {dataset.name}: {len(dataset.y_train)} train samples",
         flush=True,
     )
-    code = _work(study, space, dataset, url, args, exit_on_signal=0)  # its trial was handed back
+    code = _work(study, space, dataset, url, args, exit_on_signal=0, own_verdict=True)  # 0: handed back
     from search.results.tables import front_table
 
     print()

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import keras
+import optuna
 
 from spaces import Objective
 
@@ -64,28 +65,68 @@ class CurveRecorder(keras.callbacks.Callback):
 
 
 class StopWhen(keras.callbacks.Callback):
-    """Stops training at the next batch when the worker must stop or the trial ran too long.
+    """Stops training at the next batch when the worker must stop, the trial ran too long, or
+    its first epoch would take over ``FIRST_EPOCH_SHARE`` of the search's ``budget`` (seconds).
 
-    ``reason`` is then ``"signal"`` or ``"timeout"``.
+    ``reason`` is then ``"signal"``, ``"timeout"`` or ``"too slow"``; the last raises
+    ``optuna.TrialPruned`` out of ``fit``: no one configuration eats the budget, and the sampler
+    learns that the region is slow (the trial ends PRUNED with no value). The first epoch's time
+    is projected from the batches after the first (which compiles), from the
+    ``SLOW_AFTER_BATCHES``-th on; only the first epoch of this ``fit`` is judged: a trial that
+    got through it is not stopped for its speed.
     """
 
-    def __init__(self, stop: threading.Event, seconds: float | None) -> None:
+    FIRST_EPOCH_SHARE = 0.1
+    SLOW_AFTER_BATCHES = 10
+
+    def __init__(self, stop: threading.Event, seconds: float | None, budget: float | None = None) -> None:
         super().__init__()
         self.stop = stop
         self.seconds = seconds
+        self.first_epoch_s = None if budget is None else budget * self.FIRST_EPOCH_SHARE
+        self.budget = budget
         self.reason: str | None = None
+        self.projected: float | None = None
         self._start = time.perf_counter()
+        self._first_batch: tuple[float, int] | None = None  # when the first call came, its batch
+        self._in_first_epoch = True
+
+    def too_slow(self) -> str:
+        """Why it stopped for its speed."""
+        return (
+            f"too slow: its first epoch would take ~{self.projected or 0:.0f} s, over "
+            f"{self.FIRST_EPOCH_SHARE:.0%} of the {self.budget or 0:g} s timeout"
+        )
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._start = time.perf_counter()
 
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._in_first_epoch = False
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        now = time.perf_counter()
         if self.stop.is_set():
             self.reason = "signal"
-        elif self.seconds is not None and time.perf_counter() - self._start > self.seconds:
+        elif self.seconds is not None and now - self._start > self.seconds:
             self.reason = "timeout"
+        elif self.first_epoch_s is not None and self._in_first_epoch:
+            self._judge_first_epoch(batch, now)
         if self.reason is not None:
             self.model.stop_training = True
+
+    def _judge_first_epoch(self, batch: int, now: float) -> None:
+        # with steps_per_execution > 1 Keras calls back once per execution, ``batch`` its last step
+        if self._first_batch is None:
+            self._first_batch = (now, batch)
+            return
+        steps, (then, first) = self.params.get("steps"), self._first_batch
+        if not steps or batch - first < self.SLOW_AFTER_BATCHES:
+            return
+        projected = (now - self._start) + (now - then) / (batch - first) * (steps - batch - 1)
+        if self.first_epoch_s is not None and projected > self.first_epoch_s:
+            self.reason, self.projected = "too slow", projected
+            raise optuna.TrialPruned(self.too_slow())  # now: Keras would still validate the epoch
 
 
 def early_stopping(watched: Objective, patience: int) -> keras.callbacks.EarlyStopping:

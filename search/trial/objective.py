@@ -71,6 +71,7 @@ class Objective:
         on_gpu: bool = False,
         checkpoints: Path | None = None,
         schedule: bool = True,
+        timeout: float | None = None,
     ) -> None:
         """
         Args:
@@ -86,6 +87,9 @@ class Objective:
             schedule: the trials come from hpsearch's queue, which promotes paused trials. A
                 plain ``study.optimize`` cannot continue them, so there ``pruner: asha`` leaves
                 the decision to the study's own pruner (``trial.should_prune``).
+            timeout: the search's time budget (seconds; None: ``budget.timeout``): a trial whose
+                first epoch would take over a tenth of it is PRUNED within a few batches
+                (:class:`~search.trial.callbacks.StopWhen`).
         """
         if space.hypermodel is not None:  # imported once, before any trial: a broken file stops the worker
             load_builder(space.hypermodel)
@@ -104,6 +108,7 @@ class Objective:
         self.stop = stop or threading.Event()
         self.asha = asha.for_space(space) if schedule else None
         self.checkpoints = checkpoints
+        self.timeout = timeout or space.budget.timeout
         # multi-objective pruning: this worker's pruner instance (see search.trial.pruning)
         self._mo: optuna.pruners.BasePruner | None = None
         if self.prune and space.is_multi_objective and self.asha is None:
@@ -160,7 +165,7 @@ class Objective:
         _record(trial, built)
 
         guard, recorder = NanGuard(), CurveRecorder()
-        stopper = StopWhen(self.stop, self.space.budget.trial_timeout)
+        stopper = StopWhen(self.stop, self.space.budget.trial_timeout, budget=None if first else self.timeout)
         callbacks: list[keras.callbacks.Callback] = [guard, recorder, stopper]
         if params["patience"] > 0:
             callbacks.append(early_stopping(self.space.watched, params["patience"]))
@@ -190,6 +195,9 @@ class Objective:
                     initial_epoch=first,
                     until=None if self.asha is None else self.asha.next_rung(params["epochs"], first),
                 )
+        except optuna.TrialPruned as e:  # too slow for the timeout (StopWhen): no epoch to keep
+            _record(trial, {keys.PRUNE_REASON: str(e)})
+            raise
         except Exception as e:  # out of memory, a custom layer's error, ...: this trial fails alone
             reason = failure_reason(e, during="train", hypermodel=self.space.hypermodel)
             if reason is None:

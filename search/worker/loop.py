@@ -54,6 +54,8 @@ class RunResult:
     """What one worker did."""
 
     ran: int
+    failed: int = 0  # its own failures (a trial stopped and re-queued is not one)
+    last_failure: str | None = None  # the last one's fail_reason
     stop_reason: str | None = None  # set when the worker gave up (failures in a row)
     signalled: str | None = None  # the signal that stopped it, if any
     requeued: int | None = None  # the trial it handed back when stopped mid-trial
@@ -117,7 +119,7 @@ def run(
         progress.display.close()
     if lost:  # the heartbeat thread (or an idle wait) gave up; the loop stopped its trial cleanly
         raise storage.DatabaseUnavailable(f"worker stopped: {lost[0]}; {progress.fate()}")
-    result.ran = progress.ran
+    result.ran, result.failed, result.last_failure = progress.ran, progress.failed, progress.last_failure
     result.stop_reason = progress.stop_reason
     return result
 
@@ -236,8 +238,8 @@ class _Progress:
 
     def __init__(self, space: Space, limit: int, display: ProgressDisplay) -> None:
         self.space, self.limit, self.display = space, limit, display
-        self.ran = 0
-        self.failures_in_row = 0
+        self.ran = self.failed = self.failures_in_row = 0
+        self.last_failure: str | None = None
         self.stop_reason: str | None = None
         self.running: int | None = None  # the trial this worker runs, until it is told
         self.stopped: int | None = None  # stopped by a signal or the database: FAIL, to re-queue
@@ -276,7 +278,10 @@ class _Progress:
         self.display.trial_done(study, trial)
         own_failure = trial.state == TrialState.FAIL and not trial.user_attrs.get(keys.REQUEUED, False)
         self.failures_in_row = self.failures_in_row + 1 if own_failure else 0
+        if own_failure:
+            self.failed += 1
+            self.last_failure = trial.user_attrs.get(keys.FAIL_REASON, "see the trial's fail_reason")
         if self.failures_in_row >= self.limit:
-            reason = trial.user_attrs.get(keys.FAIL_REASON, "see the trial's fail_reason")
+            reason = self.last_failure
             self.stop_reason = f"{self.limit} trials failed in a row (last: {reason})"
             study.stop()

@@ -49,6 +49,7 @@ def run_worker(
     restart_argv: Sequence[str] | None = None,
     quiet: bool = True,
     exit_on_signal: int = 130,
+    own_verdict: bool = False,
 ) -> int:
     """Run queued trials of ``study`` in this process until the queue is empty; the exit code.
 
@@ -74,10 +75,12 @@ def run_worker(
         quiet: hide TensorFlow's native start-up chatter on stderr.
         exit_on_signal: the exit code after SIGINT / SIGTERM handed the running trial back
             (``hpsearch run``: 130, as for any interrupted command; ``hpsearch worker``: 0).
+        own_verdict: exit 1 when every trial this process ran failed (``hpsearch worker``;
+            ``hpsearch run`` judges the whole study instead, with one line of its own).
 
     Returns:
         0 when the queue is done (or a limit was reached), ``exit_on_signal`` when a signal
-        stopped it, 1 when too many trials failed in a row.
+        stopped it, 1 when too many trials failed in a row (or, with ``own_verdict``, all of them).
 
     Raises:
         ConfigError: the backend is not installed, or Keras already runs on another one here.
@@ -120,6 +123,7 @@ def run_worker(
             device_info=devices.as_dict(held.placement),
             on_gpu=held.placement.gpu is not None,
             checkpoints=checkpoints,
+            timeout=timeout or space.budget.timeout,
         )
     growth = recycle.DEFAULT_MAX_GROWTH if max_memory_growth is None else max_memory_growth
     recycler = recycle.Recycler(growth, enabled=restart_argv is not None)  # budgets survive a restart
@@ -145,6 +149,10 @@ def run_worker(
         return exit_on_signal
     if result.stop_reason:
         print(f"hpsearch: stopped: {result.stop_reason}", file=sys.stderr)
+        return 1
+    if own_verdict and result.ran and result.failed == result.ran:
+        last = result.last_failure
+        print(f"hpsearch: all {result.ran} trials of this worker failed (last: {last})", file=sys.stderr)
         return 1
     return 0
 

@@ -128,6 +128,18 @@ def test_a_run_in_which_no_trial_completed_exits_1(
         assert re.match(verdict, last), last
 
 
+def test_a_worker_whose_every_trial_failed_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = tmp_path / "doomed.yaml"
+    space.write_text(DOOMED % 2)
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    assert main(["create", str(space), "--storage", url]) == 0
+    assert main(["worker", "--study", "doomed", "--storage", url]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.match(r"hpsearch: all 2 trials of this worker failed \(last: loss became ", last), last
+
+
 def test_rejected_space_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(

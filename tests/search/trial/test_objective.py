@@ -145,6 +145,27 @@ def test_trial_over_its_time_limit_fails_with_the_reason() -> None:
     assert trial.user_attrs["epochs_run"] < 50
 
 
+@pytest.mark.parametrize(("timeout", "state"), [(0.01, "PRUNED"), (3600, "COMPLETE")])
+def test_a_trial_too_slow_for_the_timeout_is_pruned_in_its_first_epoch(timeout: float, state: str) -> None:
+    # 30 batches of 8, 4 per execution (the model's FLOPs): called back at batches 3, 7, 11, 15;
+    # a tenth of a 0.01 s timeout is 1 ms for the whole first epoch
+    objective, study = _objective(
+        model={"layers": 3, "units": 2048}, training={"epochs": 2, "batch_size": 8},
+        budget={"timeout": timeout}, objectives=["val_accuracy"], pruner={"type": "none"},
+    )  # fmt: skip
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state.name == state
+    if state == "PRUNED":
+        assert trial.intermediate_values == {}  # stopped inside epoch 1: no value to pause with
+        reason = trial.user_attrs["prune_reason"]
+        assert (
+            reason.startswith("too slow: its first epoch would take ~") and "of the 0.01 s timeout" in reason
+        )
+    else:
+        assert trial.user_attrs["fast_paths"]["steps_per_execution"] == 4  # so it could have stopped
+
+
 @contextlib.contextmanager
 def _address_space_limited(extra_gib: int) -> Iterator[None]:
     """This process may map only ``extra_gib`` GiB more (RLIMIT_AS): a big allocation fails at once,

@@ -7,6 +7,7 @@ import threading
 
 import keras
 import numpy as np
+import optuna
 import pytest
 
 import spaces
@@ -196,3 +197,60 @@ def test_short_cpu_trials_skip_xla(data) -> None:  # type: ignore[no-untyped-def
     model, _ = _model()
     used = fit(model, prepare(data), batch_size=64, epochs=2, callbacks=[], flops_per_sample=1)
     assert used == {"steps_per_execution": 5, "validation_batch_size": 287, "jit_compile": False}
+
+
+class _Clock:
+    """``time.perf_counter`` for StopWhen: the test moves ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("per_batch", "calls_every", "stops_at"),
+    [
+        (0.2, 1, 10),  # 100 steps x 0.2 s = 20 s > 10 % of 100 s: judged from batch 10 on
+        (0.2, 4, 15),  # steps_per_execution 4: called at batches 3, 7, 11, 15 (12 after the first)
+        (0.05, 1, None),  # 5 s: under the 10 s
+    ],
+)
+def test_a_first_epoch_over_a_tenth_of_the_budget_stops_training(
+    monkeypatch: pytest.MonkeyPatch, per_batch: float, calls_every: int, stops_at: int | None
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr("search.trial.callbacks.time.perf_counter", clock)
+    stopper = StopWhen(threading.Event(), None, budget=100.0)
+    stopper.set_model(keras.Sequential())
+    stopper.set_params({"steps": 100, "epochs": 3})
+    stopper.on_train_begin()
+    clock.now = 3.0  # compiling, before the first batch ends
+    stopped = None
+    for batch in range(calls_every - 1, 100, calls_every):
+        clock.now += per_batch * calls_every
+        try:
+            stopper.on_train_batch_end(batch)
+        except optuna.TrialPruned:
+            stopped = batch
+            break
+    assert stopped == stops_at
+    if stops_at is not None:
+        assert stopper.reason == "too slow" and stopper.projected is not None
+        assert stopper.projected == pytest.approx(3.0 + 100 * per_batch, rel=0.02)
+        assert stopper.too_slow().endswith("over 10% of the 100 s timeout")
+
+
+def test_only_the_first_epoch_is_judged(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr("search.trial.callbacks.time.perf_counter", clock)
+    stopper = StopWhen(threading.Event(), None, budget=100.0)
+    stopper.set_model(keras.Sequential())
+    stopper.set_params({"steps": 100, "epochs": 3})
+    stopper.on_train_begin()
+    stopper.on_epoch_end(0)  # a fast first epoch (or a promoted trial's: no budget at all)
+    for batch in range(100):
+        clock.now += 1.0
+        stopper.on_train_batch_end(batch)
+    assert stopper.reason is None

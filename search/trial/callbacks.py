@@ -76,7 +76,7 @@ class StopWhen(keras.callbacks.Callback):
     got through it is not stopped for its speed.
     """
 
-    FIRST_EPOCH_SHARE = 0.1
+    FIRST_EPOCH_SHARE = 0.05  # a search of T seconds tries at least ~20 configurations
     SLOW_AFTER_BATCHES = 10
 
     def __init__(self, stop: threading.Event, seconds: float | None, budget: float | None = None) -> None:

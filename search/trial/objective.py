@@ -88,7 +88,7 @@ class Objective:
                 plain ``study.optimize`` cannot continue them, so there ``pruner: asha`` leaves
                 the decision to the study's own pruner (``trial.should_prune``).
             timeout: the search's time budget (seconds; None: ``budget.timeout``): a trial whose
-                first epoch would take over a tenth of it is PRUNED within a few batches
+                first epoch would take over a twentieth of it is PRUNED within a few batches
                 (:class:`~search.trial.callbacks.StopWhen`).
         """
         if space.hypermodel is not None:  # imported once, before any trial: a broken file stops the worker

@@ -148,7 +148,7 @@ def test_trial_over_its_time_limit_fails_with_the_reason() -> None:
 @pytest.mark.parametrize(("timeout", "state"), [(0.01, "PRUNED"), (3600, "COMPLETE")])
 def test_a_trial_too_slow_for_the_timeout_is_pruned_in_its_first_epoch(timeout: float, state: str) -> None:
     # 30 batches of 8, 4 per execution (the model's FLOPs): called back at batches 3, 7, 11, 15;
-    # a tenth of a 0.01 s timeout is 1 ms for the whole first epoch
+    # a twentieth of a 0.01 s timeout is 0.5 ms for the whole first epoch
     objective, study = _objective(
         model={"layers": 3, "units": 2048}, training={"epochs": 2, "batch_size": 8},
         budget={"timeout": timeout}, objectives=["val_accuracy"], pruner={"type": "none"},

@@ -131,11 +131,10 @@ def test_a_run_in_which_no_trial_completed_exits_1(
 def test_a_worker_whose_every_trial_failed_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    space = tmp_path / "doomed.yaml"
-    space.write_text(DOOMED % 2)
+    (tmp_path / "doomed.yaml").write_text(DOOMED % 2)
     url = f"sqlite:///{tmp_path / 'd.db'}"
-    assert main(["create", str(space), "--storage", url]) == 0
-    assert main(["worker", "--study", "doomed", "--storage", url]) == 1
+    assert main(["create", str(tmp_path / "doomed.yaml"), "--storage", url]) == 0
+    assert main(["worker", "--study", "doomed", "--storage", url]) == 1  # `run` judges the study instead
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert re.match(r"hpsearch: all 2 trials of this worker failed \(last: loss became ", last), last
 

@@ -209,6 +209,17 @@ class _Clock:
         return self.now
 
 
+def _started(monkeypatch: pytest.MonkeyPatch) -> tuple[StopWhen, _Clock]:
+    """A StopWhen for a 100 s search at the start of a 100-step epoch, on a clock the test moves."""
+    clock = _Clock()
+    monkeypatch.setattr("search.trial.callbacks.time.perf_counter", clock)
+    stopper = StopWhen(threading.Event(), None, budget=100.0)
+    stopper.set_model(keras.Sequential())
+    stopper.set_params({"steps": 100, "epochs": 3})
+    stopper.on_train_begin()
+    return stopper, clock
+
+
 @pytest.mark.parametrize(
     ("per_batch", "calls_every", "stops_at"),
     [
@@ -220,12 +231,7 @@ class _Clock:
 def test_a_first_epoch_over_a_twentieth_of_the_budget_stops_training(
     monkeypatch: pytest.MonkeyPatch, per_batch: float, calls_every: int, stops_at: int | None
 ) -> None:
-    clock = _Clock()
-    monkeypatch.setattr("search.trial.callbacks.time.perf_counter", clock)
-    stopper = StopWhen(threading.Event(), None, budget=100.0)
-    stopper.set_model(keras.Sequential())
-    stopper.set_params({"steps": 100, "epochs": 3})
-    stopper.on_train_begin()
+    stopper, clock = _started(monkeypatch)
     clock.now = 3.0  # compiling, before the first batch ends
     stopped = None
     for batch in range(calls_every - 1, 100, calls_every):
@@ -243,12 +249,7 @@ def test_a_first_epoch_over_a_twentieth_of_the_budget_stops_training(
 
 
 def test_only_the_first_epoch_is_judged(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = _Clock()
-    monkeypatch.setattr("search.trial.callbacks.time.perf_counter", clock)
-    stopper = StopWhen(threading.Event(), None, budget=100.0)
-    stopper.set_model(keras.Sequential())
-    stopper.set_params({"steps": 100, "epochs": 3})
-    stopper.on_train_begin()
+    stopper, clock = _started(monkeypatch)
     stopper.on_epoch_end(0)  # a fast first epoch (or a promoted trial's: no budget at all)
     for batch in range(100):
         clock.now += 1.0

@@ -21,7 +21,7 @@ from search.errors import ConfigError, HPSearchError
 from spaces import Objective
 from storage import compat
 
-__all__ = ["best_epoch", "best_trials", "choose_trial", "chosen_epochs", "trial_params"]
+__all__ = ["best_epoch", "best_trials", "choose_trial", "chosen_epochs", "final_metrics", "trial_params"]
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -92,3 +92,17 @@ def best_epoch(curves: dict[str, list[float]], restored_best: bool, watched: Obj
         best = np.nanargmax if watched.direction == "maximize" else np.nanargmin
         return int(best(values)) + 1
     return epochs
+
+
+def final_metrics(
+    curves: dict[str, list[float]], restored_best: bool, watched: Objective
+) -> dict[str, float]:
+    """The metrics of the model that training leaves behind: every logged one.
+
+    With early stopping the best weights (``watched``) are restored, so that epoch's metrics are
+    reported; otherwise the last epoch's.
+    """
+    if not curves["val_loss"]:
+        return {}
+    i = best_epoch(curves, restored_best, watched) - 1
+    return {key: values[i] for key, values in curves.items() if key != "epoch_seconds" and len(values) > i}

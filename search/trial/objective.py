@@ -18,7 +18,7 @@ from search.errors import TrialFailed, WorkerStopping
 from search.hypermodels.adapter import OptunaHyperParameters
 from search.hypermodels.loader import hypermodel_of, load_builder
 from search.results import artifacts
-from search.results.select import best_epoch
+from search.results.select import best_epoch, final_metrics
 from search.study import asha
 from search.trial import backend
 from search.trial.build import build_hypermodel, build_model, failure_reason, label_encoding
@@ -31,7 +31,6 @@ from search.trial.training import fit, freeze_long_lived, prepare
 from storage import compat
 
 if TYPE_CHECKING:
-    import spaces
     from search.trial.data import Dataset
     from spaces import Space
 
@@ -206,7 +205,7 @@ class Objective:
         train_seconds = time.perf_counter() - start + (after.seconds if first else 0.0)
 
         restored = params["patience"] > 0
-        metrics = {**_final_metrics(recorder, restored, self.space.watched), **scored}
+        metrics = {**final_metrics(recorder.curves, restored, self.space.watched), **scored}
         metrics[keys.TRAIN_SECONDS] = train_seconds
         metrics[keys.PARAM_COUNT] = float(param_count)
         metrics[keys.FLOPS] = float(flops)
@@ -281,21 +280,6 @@ class Objective:
     def _fail(trial: optuna.Trial, reason: str) -> TrialFailed:
         trial.set_user_attr(keys.FAIL_REASON, reason)
         return TrialFailed(reason)
-
-
-def _final_metrics(
-    recorder: CurveRecorder, restored_best: bool, watched: spaces.Objective
-) -> dict[str, float]:
-    """The metrics of the model that training leaves behind: every logged one.
-
-    With early stopping the best weights (``watched``) are restored, so that epoch's metrics are
-    reported; otherwise the last epoch's.
-    """
-    curves = recorder.curves
-    if not curves["val_loss"]:
-        return {}
-    i = best_epoch(curves, restored_best, watched) - 1
-    return {key: values[i] for key, values in curves.items() if key != "epoch_seconds" and len(values) > i}
 
 
 def _record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:

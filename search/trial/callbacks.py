@@ -77,7 +77,7 @@ class StopWhen(keras.callbacks.Callback):
     """
 
     FIRST_EPOCH_SHARE = 0.05  # a search of T seconds tries at least ~20 configurations
-    SLOW_AFTER_BATCHES = 10
+    SLOW_AFTER_BATCHES = 10  # steps measured before judging: one slow step (a GC pause) does not decide
 
     def __init__(self, stop: threading.Event, seconds: float | None, budget: float | None = None) -> None:
         super().__init__()

@@ -17,6 +17,7 @@ __all__ = [
     "FAMILIES",
     "INITIALIZERS",
     "KERAS_METRICS",
+    "LR_SCHEDULES",
     "METRICS",
     "OPTIMIZERS",
     "OPTIMIZER_CLASSES",
@@ -59,6 +60,8 @@ OPTIMIZER_CLASSES: dict[str, str] = {
 }
 OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 FAMILIES = ("mlp", "cnn")
+# training.lr_schedule: the learning rate over ``training.epochs`` (search.trial.callbacks.lr_schedule)
+LR_SCHEDULES = ("constant", "cosine")
 # Keras 3 backends a worker may train on (training.backend, --backend, KERAS_BACKEND)
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -183,6 +186,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "batch_size": Field("int", 64, low=1, high=1_000_000),
         "epochs": Field("int", 10, low=1, high=100_000),
         "patience": Field("int", 0, low=0, high=100_000),
+        "lr_schedule": Field("name", "constant", names=LR_SCHEDULES),
         "normalize": Field("bool", True),
         "mixed_precision": Field("bool", False),  # float16 compute on a GPU; float32 on the CPU
         # Keras 3's backend; a process runs one, so it is one fixed value, never searched

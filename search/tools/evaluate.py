@@ -164,10 +164,12 @@ def _fit(
 
     from search.hypermodels.adapter import OptunaHyperParameters
     from search.hypermodels.loader import hypermodel_of, load_builder
-    from search.trial.callbacks import early_stopping
+    from search.trial.callbacks import early_stopping, lr_schedule
     from search.trial.hyperfit import overrides_fit, run_fit
 
-    callbacks: list[keras.callbacks.Callback] = []
+    # the trial's schedule over its epochs: a shorter retrain stops where the trial's best was
+    schedule = lr_schedule(params.get("lr_schedule", "constant"), model, int(params["epochs"]))
+    callbacks: list[keras.callbacks.Callback] = [] if schedule is None else [schedule]
     if fit == "train":
         data, epochs = ds, int(params["epochs"])
         if params["patience"] > 0:

@@ -1,4 +1,5 @@
-"""Keras callbacks that every trial uses: a NaN guard and a per-epoch curve recorder."""
+"""Keras callbacks that every trial uses: a NaN guard, a per-epoch curve recorder, the stop
+checks, early stopping and the learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import optuna
 
 from spaces import Objective
 
-__all__ = ["CurveRecorder", "NanGuard", "StopWhen", "early_stopping"]
+__all__ = ["CurveRecorder", "NanGuard", "StopWhen", "early_stopping", "lr_schedule"]
 
 CURVE_KEYS = ("accuracy", "loss", "val_accuracy", "val_loss")
 
@@ -135,3 +136,22 @@ def early_stopping(watched: Objective, patience: int) -> keras.callbacks.EarlySt
     return keras.callbacks.EarlyStopping(
         monitor=watched.metric, mode=mode, patience=patience, restore_best_weights=True
     )
+
+
+def lr_schedule(name: str, model: keras.Model, epochs: int) -> keras.callbacks.Callback | None:
+    """``training.lr_schedule``: None for ``constant``; for ``cosine``, the compiled model's rate
+    (``base``, read now: call it before a checkpoint restores a decayed one) decays along a half
+    cosine over ``epochs`` (epoch ``e`` trains at ``base * (1 + cos(pi * e / epochs)) / 2``).
+
+    The rate is a function of the epoch number alone, so a paused trial continued from its
+    checkpoint, and ``hpsearch evaluate`` retraining for the trial's best epoch, train at the
+    rates the trial had; early stopping may end a trial before the rate gets low.
+    """
+    if name == "constant":
+        return None
+    base = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+    def rate(epoch: int, _current: float) -> float:
+        return base * (1 + math.cos(math.pi * min(epoch, epochs) / epochs)) / 2
+
+    return keras.callbacks.LearningRateScheduler(rate)

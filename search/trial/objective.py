@@ -22,7 +22,7 @@ from search.results.select import best_epoch, final_metrics
 from search.study import asha
 from search.trial import backend
 from search.trial.build import build_hypermodel, build_model, failure_reason, label_encoding
-from search.trial.callbacks import CurveRecorder, NanGuard, StopWhen, early_stopping
+from search.trial.callbacks import CurveRecorder, NanGuard, StopWhen, early_stopping, lr_schedule
 from search.trial.hyperfit import overrides_fit, run_fit, scores
 from search.trial.models import count_flops
 from search.trial.pruning import MultiObjectiveReporter, NativeReporter, PruningCallback, Reporter
@@ -157,6 +157,7 @@ class Objective:
         hypermodel = None if hp is None or ref is None else hypermodel_of(load_builder(ref))
         override = hp is not None and overrides_fit(hypermodel)  # KerasTuner's fit(hp, model, ...)
         study = trial.study.study_name
+        schedule = lr_schedule(params["lr_schedule"], model, params["epochs"])  # before the restore
         first = 0 if override else after.restore(model, self.checkpoints, study, _jsonable(params))
         built: dict[str, Any] = {keys.PARAM_COUNT: param_count, keys.FLOPS: flops}
         if after.source is not None:
@@ -168,6 +169,8 @@ class Objective:
         callbacks: list[keras.callbacks.Callback] = [guard, recorder, stopper]
         if params["patience"] > 0:
             callbacks.append(early_stopping(self.space.watched, params["patience"]))
+        if schedule is not None:
+            callbacks.append(schedule)
         pruning = self._pruning_callback(trial, params["epochs"], after.epoch)
         if pruning is not None:
             callbacks.append(pruning)

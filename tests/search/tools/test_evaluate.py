@@ -35,7 +35,7 @@ def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         sampler={"type": "random", "seed": 5},
         budget={"trials": 2},
         model={"units": int_range(16, 48)},
-        training={"batch_size": 32, "epochs": 4, "patience": 1},
+        training={"batch_size": 32, "epochs": 4, "patience": 1, "lr_schedule": "cosine"},
     )
     url = f"sqlite:///{folder / 'eval.db'}"
     assert main(["run", str(space), "--storage", url]) == 0
@@ -105,7 +105,11 @@ def test_evaluate_a_chosen_trial_trained_as_it_ran(
     # same data, seed and callbacks as the trial: the scored model comes back (identical on this
     # machine; 0.01 = 3 of 287 validation images leaves room for float reduction order elsewhere)
     assert float(found.group(1)) == pytest.approx(float(found.group(2)), abs=0.01)
-    assert (tmp_path / "tiny-eval-trial0" / "model.keras").is_file()
+    # the trial's cosine schedule over its 4 epochs: the rate of the last epoch run is saved
+    ran = int(re.search(r"300 samples, (\d) epochs", out).group(1))  # type: ignore[union-attr]
+    model = keras.saving.load_model(tmp_path / "tiny-eval-trial0" / "model.keras", safe_mode=True)
+    expected = 1e-3 * (1 + np.cos(np.pi * (ran - 1) / 4)) / 2
+    assert float(model.optimizer.learning_rate) == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 import spaces
-from search.trial.callbacks import NanGuard, StopWhen
+from search.trial.callbacks import CurveRecorder, NanGuard, StopWhen, lr_schedule
 from search.trial.data import load_dataset
 from search.trial.models import build, count_flops
 from search.trial.training import (
@@ -255,3 +255,23 @@ def test_only_the_first_epoch_is_judged(monkeypatch: pytest.MonkeyPatch) -> None
         clock.now += 1.0
         stopper.on_train_batch_end(batch)
     assert stopper.reason is None
+
+
+def _rates(model: keras.Model, data, epochs: int, first: int = 0) -> list[float]:  # type: ignore[no-untyped-def]
+    """The learning rate each epoch trained at, from the schedule's ``learning_rate`` log."""
+    recorder, schedule = CurveRecorder(), lr_schedule("cosine", model, 4)
+    model.optimizer.learning_rate.assign(0.123)  # a checkpoint's decayed rate: the base is read above
+    assert schedule is not None
+    fit(model, prepare(data), batch_size=64, epochs=epochs, callbacks=[schedule, recorder],
+        flops_per_sample=0, initial_epoch=first)  # fmt: skip
+    return recorder.curves["learning_rate"]
+
+
+def test_a_cosine_schedule_decays_over_the_epochs_and_continues_where_it_paused(data) -> None:  # type: ignore[no-untyped-def]
+    model, params = _model()
+    base = float(params["learning_rate"])
+    whole = _rates(model, data, 4)
+    assert whole == pytest.approx([base, base * (2 + 2**0.5) / 4, base / 2, base * (2 - 2**0.5) / 4])
+    continued, _ = _model()
+    assert _rates(continued, data, 4, first=2) == pytest.approx(whole[2:])
+    assert lr_schedule("constant", continued, 4) is None

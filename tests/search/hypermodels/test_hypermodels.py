@@ -59,6 +59,7 @@ def test_the_space_resolves_and_hashes_the_file_next_to_it(tmp_path: Path) -> No
         "batch_size",
         "epochs",
         "patience",
+        "lr_schedule",
         "normalize",
         "mixed_precision",
         "backend",

@@ -39,7 +39,6 @@ REQUEUED: Final = "requeued"  # True: the worker stopped mid-trial and handed th
 PAUSED_AT: Final = "paused_at"  # ASHA: the rung epoch where the trial paused (PRUNED, may be promoted)
 RESUMED_FROM: Final = "resumed_from"  # ASHA: {trial, epoch}: this trial continues that paused one
 RESUMED: Final = "resumed"  # "checkpoint" or "retrained": how a continuation got to its epoch
-CAPPED: Final = "capped"  # ASHA: why it trains no further (its next stretch costs too much)
 BASELINE: Final = "baseline"  # True: the study's first trial, the space's centre
 
 # trial user attrs, set by `hpsearch evaluate` on the trial it tested

@@ -69,9 +69,6 @@ def trial_line(
     resumed = trial.user_attrs.get(keys.RESUMED_FROM)
     if isinstance(resumed, dict):  # an ASHA promotion: the parameters are the paused trial's
         shown += f" (continues #{resumed.get('trial')} from epoch {resumed.get('epoch')})"
-    capped = trial.user_attrs.get(keys.CAPPED)
-    if capped and trial.state == TrialState.COMPLETE:  # a paused one's reason says where it paused
-        shown += f" ({capped})"
     return f"{head} {shown}  {compact_params(trial.params)}".rstrip()
 
 

@@ -17,13 +17,6 @@ very first configuration trains every epoch however slow and bad it is -- in the
 asked for this, 376 s of a 600 s budget. Here nothing trains past a rung before it has beaten
 ``reduction_factor - 1`` others there, and nothing is trained twice.
 
-With a time budget (``budget.timeout`` or ``--timeout``), going on is also a matter of cost:
-training from a rung to the next (or to the last epoch) may take at most ``COST_SHARE`` of
-the budget, projected from the trial's own epoch times. A trial in the top ``1 / eta`` whose
-next stretch costs more ends there COMPLETE (*capped*, its value is the rung's), and a paused
-one that costs more is never promoted: a wide net at 50 s an epoch no longer trains its last
-18 of 27 epochs in 15 of a search's 30 minutes.
-
 Promotions are exact with any number of workers: each is claimed by one INSERT that the
 storage's unique index allows once (:func:`storage.compat.insert_study_system_attr`). A
 promotion uses one of the budget's queued trials, so ``budget.trials`` counts trials as
@@ -77,15 +70,11 @@ class Promotion:
 
 @dataclass(frozen=True)
 class Asha:
-    """The rungs and the decisions: go on at a rung, can it afford to, which paused trial to
-    promote."""
+    """The rungs and the two decisions: go on at a rung, and which paused trial to promote."""
 
     min_epochs: int = 1
     eta: int = 3
     maximize: bool = True
-    budget: float | None = None  # the search's timeout (seconds); None: no cost limit
-
-    COST_SHARE = 0.25  # a search of T seconds can train at least four configurations to the end
 
     def rungs(self, epochs: int) -> tuple[int, ...]:
         """The rung epochs of a trial that trains ``epochs`` epochs.
@@ -103,17 +92,6 @@ class Asha:
         """The epoch where a trial that starts after ``after`` may next pause (else ``epochs``)."""
         return next((r for r in self.rungs(epochs) if r > after), epochs)
 
-    def too_costly(self, epoch_seconds: float, epochs_to_go: int) -> str | None:
-        """Why training ``epochs_to_go`` more epochs at ``epoch_seconds`` each costs too much
-        (over ``COST_SHARE`` of the budget); None when it does not, or there is no budget."""
-        cost = epoch_seconds * epochs_to_go
-        if self.budget is None or cost <= self.COST_SHARE * self.budget:
-            return None
-        return (
-            f"its {epochs_to_go} epochs to go would take ~{cost:.0f} s, over "
-            f"{self.COST_SHARE:.0%} of the {self.budget:g} s timeout"
-        )
-
     def keep_going(self, value: float, others: Sequence[float]) -> bool:
         """Whether ``value`` is in the top ``1 / eta`` of ``others`` and itself at a rung."""
         top = (len(others) + 1) // self.eta
@@ -127,7 +105,7 @@ class Asha:
         paused: dict[int, list[FrozenTrial]] = {}
         for t in trials:
             epoch = t.user_attrs.get(keys.PAUSED_AT)
-            if _promotable(t) and isinstance(epoch, int) and t.number not in taken:
+            if t.state == TrialState.PRUNED and isinstance(epoch, int) and t.number not in taken:
                 paused.setdefault(epoch, []).append(t)
         out: list[Promotion] = []
         for epoch in sorted(paused, reverse=True):
@@ -154,18 +132,15 @@ class Asha:
         paused = [
             Promotion(t, t.user_attrs[keys.PAUSED_AT])
             for t in trials
-            if _promotable(t) and isinstance(t.user_attrs.get(keys.PAUSED_AT), int) and t.number not in taken
+            if t.state == TrialState.PRUNED
+            and isinstance(t.user_attrs.get(keys.PAUSED_AT), int)
+            and t.number not in taken
         ]
         sign = -1.0 if self.maximize else 1.0
         return sorted(paused, key=lambda p: (-p.epoch, sign * (rung_value(p.source, p.epoch) or 0.0)))
 
     def _better_count(self, value: float, others: Sequence[float]) -> int:
         return sum(1 for v in others if (v > value if self.maximize else v < value))
-
-
-def _promotable(trial: FrozenTrial) -> bool:
-    """Paused (PRUNED) and not capped: its next stretch fits the budget's share."""
-    return trial.state == TrialState.PRUNED and not trial.user_attrs.get(keys.CAPPED)
 
 
 def rung_value(trial: FrozenTrial, epoch: int) -> float | None:
@@ -231,9 +206,8 @@ def start_with(
     return True
 
 
-def for_space(space: Space, timeout: float | None = None) -> Asha | None:
-    """The space's ASHA scheduler, or None when it names another pruner; ``timeout`` (else
-    ``budget.timeout``) is the budget that caps what a trial may cost."""
+def for_space(space: Space) -> Asha | None:
+    """The space's ASHA scheduler, or None when it names another pruner."""
     if space.pruner.type != "asha":
         return None
     options = space.pruner.options
@@ -241,7 +215,6 @@ def for_space(space: Space, timeout: float | None = None) -> Asha | None:
         min_epochs=int(options["min_epochs"]),
         eta=int(options["reduction_factor"]),
         maximize=space.pruner.direction == "maximize",
-        budget=timeout or space.budget.timeout,
     )
 
 

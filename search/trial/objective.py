@@ -105,7 +105,7 @@ class Objective:
         self.on_gpu = on_gpu
         self.prune = space.pruner.type != "none"
         self.stop = stop or threading.Event()
-        self.asha = asha.for_space(space, timeout) if schedule else None
+        self.asha = asha.for_space(space) if schedule else None
         self.checkpoints = checkpoints
         self.timeout = timeout or space.budget.timeout
         # multi-objective pruning: this worker's pruner instance (see search.trial.pruning)
@@ -171,7 +171,7 @@ class Objective:
             callbacks.append(early_stopping(self.space.watched, params["patience"]))
         if schedule is not None:
             callbacks.append(schedule)
-        pruning = self._pruning_callback(trial, params["epochs"], after.epoch, recorder)
+        pruning = self._pruning_callback(trial, params["epochs"], after.epoch)
         if pruning is not None:
             callbacks.append(pruning)
 
@@ -228,13 +228,9 @@ class Objective:
         if stopper.reason == "timeout":
             limit = self.space.budget.trial_timeout
             raise self._fail(trial, f"still training after budget.trial_timeout = {limit:g} s")
-        capped = getattr(pruning and pruning.reporter, "capped", None)
-        if capped:
-            _record(trial, {keys.CAPPED: capped})
         if pruning is not None and pruning.pruned_at is not None:
             if self.asha is not None:
-                if not capped:  # a capped trial is never promoted: no checkpoint to keep
-                    pause(model, self.checkpoints, trial, _jsonable(params))
+                pause(model, self.checkpoints, trial, _jsonable(params))
                 _record(trial, {keys.PAUSED_AT: pruning.pruned_at})
                 raise optuna.TrialPruned(f"paused at epoch {pruning.pruned_at}")
             raise optuna.TrialPruned(f"pruned at epoch {pruning.pruned_at}")
@@ -258,17 +254,16 @@ class Objective:
             self._tensors[2] = prepare(data)
         return data
 
-    def _pruning_callback(
-        self, trial: optuna.Trial, epochs: int, after: int, recorder: CurveRecorder
-    ) -> PruningCallback | None:
+    def _pruning_callback(self, trial: optuna.Trial, epochs: int, after: int) -> PruningCallback | None:
         if not self.prune:
             return None
         metric = self.space.pruner.metric
         reporter: Reporter
-        if self.asha is not None:  # it prices a trial's next stretch with its epoch times
-            native, seconds = not self.space.is_multi_objective, recorder.curves["epoch_seconds"]
-            reporter = AshaReporter(trial, self.asha, epochs=epochs, after=after, metric=metric,
-                                    native=native, epoch_seconds=seconds)  # fmt: skip
+        if self.asha is not None:
+            native = not self.space.is_multi_objective
+            reporter = AshaReporter(
+                trial, self.asha, epochs=epochs, after=after, metric=metric, native=native
+            )
         elif self._mo is None:
             reporter = NativeReporter(trial)
         else:

@@ -119,8 +119,6 @@ class PruningCallback(keras.callbacks.Callback):
             )
             self.trial.set_user_attr(REASON_ATTR, reason)
             self.model.stop_training = True
-        elif getattr(self.reporter, "capped", None):  # ASHA: in the top, but the rest costs too much
-            self.model.stop_training = True
 
 
 def _with_curve(trial: FrozenTrial) -> FrozenTrial:

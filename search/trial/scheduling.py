@@ -11,13 +11,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 import optuna
 
 from search import keys
@@ -29,33 +27,16 @@ __all__ = ["AshaReporter", "Continuation"]
 
 
 class AshaReporter:
-    """Records the metric each epoch; at a rung, True (stop: pause) unless in the top 1 / eta.
-
-    At a rung it also prices the stretch to the next rung (or the last epoch) from
-    ``epoch_seconds`` (the trial's own epoch times, appended as they end): over the
-    scheduler's share of the budget, ``capped`` says why, and the trial stops there -- COMPLETE
-    when it was going on, never promoted when it pauses.
-    """
+    """Records the metric each epoch; at a rung, True (stop: pause) unless in the top 1 / eta."""
 
     def __init__(
-        self,
-        trial: optuna.Trial,
-        scheduler: Asha,
-        *,
-        epochs: int,
-        after: int,
-        metric: str,
-        native: bool,
-        epoch_seconds: Sequence[float] = (),
+        self, trial: optuna.Trial, scheduler: Asha, *, epochs: int, after: int, metric: str, native: bool
     ) -> None:
         self.trial, self.scheduler, self.metric, self.native = trial, scheduler, metric, native
-        self.epochs = epochs
         self.rungs = set(scheduler.rungs(epochs))
         self.after = after  # a continuation: the epochs up to here are the paused trial's
-        self.epoch_seconds = epoch_seconds
         self.curve: dict[str, float] = {}
         self.reason: str | None = None
-        self.capped: str | None = None
 
     def report(self, value: float, step: int) -> bool:
         if step <= self.after:
@@ -68,10 +49,6 @@ class AshaReporter:
         if step not in self.rungs:
             return False
         others = values_at(self.trial.study.get_trials(deepcopy=False), step, besides=self.trial.number)
-        if self.epoch_seconds:  # the median: the first epoch also compiles
-            to_go = self.scheduler.next_rung(self.epochs, step) - step
-            costly = self.scheduler.too_costly(float(np.median(self.epoch_seconds)), to_go)
-            self.capped = None if costly is None else f"stopped at epoch {step}: {costly}"
         if self.scheduler.keep_going(value, others):
             return False
         share = f"1/{self.scheduler.eta}"

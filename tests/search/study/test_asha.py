@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -44,20 +43,9 @@ def curve(lr: float, epoch: int) -> float:
     return quality * (1.0 - 0.5 ** (epoch + 1))
 
 
-def work(
-    study: QueueStudy,
-    space: spaces.Space,
-    epochs_trained: Counter[int],
-    *,
-    timeout: float | None = None,
-    epoch_seconds: Callable[[float], float] = lambda lr: 1.0,
-) -> int:
-    """One synthetic worker: claim, train (report per epoch), pause or complete; trials run.
-
-    ``epoch_seconds(lr)``: what an epoch of that configuration takes (the reporter prices the
-    next stretch with it against ``timeout``); a capped trial is told as the objective does.
-    """
-    scheduler = asha.for_space(space, timeout)
+def work(study: QueueStudy, space: spaces.Space, epochs_trained: Counter[int]) -> int:
+    """One synthetic worker: claim, train (report per epoch), pause or complete; trials run."""
+    scheduler = asha.for_space(space)
     assert scheduler is not None
     ran = 0
     while True:
@@ -67,25 +55,16 @@ def work(
             return ran
         params = space.sample(trial)
         after = Continuation.of(trial)
-        seconds: list[float] = []
         reporter = AshaReporter(
-            trial, scheduler, epochs=EPOCHS, after=after.epoch, metric="val_accuracy", native=True,
-            epoch_seconds=seconds,
-        )  # fmt: skip
+            trial, scheduler, epochs=EPOCHS, after=after.epoch, metric="val_accuracy", native=True
+        )
         value = 0.0
         for epoch in range(after.epoch + 1, EPOCHS + 1):
             value = curve(params["learning_rate"], epoch)
             epochs_trained[trial.number] += 1
-            seconds.append(epoch_seconds(params["learning_rate"]))
-            paused = reporter.report(value, epoch)
-            if reporter.capped:
-                trial.set_user_attr(keys.CAPPED, reporter.capped)
-            if paused:
+            if reporter.report(value, epoch):
                 trial.set_user_attr(keys.PAUSED_AT, epoch)
                 study.tell(trial, state=TrialState.PRUNED)
-                break
-            if reporter.capped:
-                study.tell(trial, value)
                 break
         else:
             study.tell(trial, value)
@@ -139,32 +118,6 @@ def test_a_bad_first_trial_stops_after_one_epoch_and_the_best_are_promoted(tmp_p
     assert max(by_config.values()) == EPOCHS
     # the top third at rung 1 went on; the rest of the configurations stopped there
     assert sum(trained.values()) < 30 * EPOCHS // 2  # trained fully, 30 trials would take 270 epochs
-
-
-def test_no_configuration_trains_a_stretch_over_a_quarter_of_the_timeout(tmp_path: Path) -> None:
-    study, space = _study(f"sqlite:///{tmp_path / 'c.db'}", 30)
-    trained: Counter[int] = Counter()
-    slow = 10**-2.2  # the best rates (around 1e-2) take 100 s an epoch: 2 epochs > 150 s
-    work(study, space, trained, timeout=600, epoch_seconds=lambda lr: 100.0 if lr > slow else 1.0)
-    trials = study.get_trials(deepcopy=False)
-    costly = [t for t in trials if t.params["learning_rate"] > slow]
-    assert costly and all(trained[t.number] == 1 for t in costly)  # none past its first rung
-    topped = [t for t in costly if t.state == TrialState.COMPLETE]
-    assert topped, "no costly trial was in the top third of its rung"
-    for t in topped:  # it ended at the rung with its value there, and says why
-        assert t.value == t.intermediate_values[1]
-        assert t.user_attrs[keys.CAPPED] == (
-            "stopped at epoch 1: its 2 epochs to go would take ~200 s, over 25% of the 600 s timeout"
-        )
-    promoted = {t.user_attrs[keys.RESUMED_FROM]["trial"] for t in trials if keys.RESUMED_FROM in t.user_attrs}
-    assert promoted and not promoted & {t.number for t in costly}  # the cheap ones still go on
-    assert not any(keys.CAPPED in t.user_attrs for t in trials if t not in costly)
-
-
-def test_the_cost_limit_needs_a_budget() -> None:
-    assert asha.Asha().too_costly(1e6, 100) is None
-    assert asha.Asha(budget=600).too_costly(75.0, 2) is None  # exactly a quarter
-    assert asha.Asha(budget=600).too_costly(76.0, 2) is not None
 
 
 @pytest.mark.backends("sqlite", "postgresql")

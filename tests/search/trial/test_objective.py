@@ -18,7 +18,7 @@ import spaces
 from search.errors import StorageError, TrialFailed, WorkerStopping
 from search.trial.data import load_dataset
 from search.trial.objective import Objective
-from tests.helpers import float_range, space_text
+from tests.helpers import space_text
 
 TINY = {
     "dataset": {"name": "digits", "validation_fraction": 0.2, "limit": 300},
@@ -164,30 +164,6 @@ def test_a_trial_too_slow_for_the_timeout_is_pruned_in_its_first_epoch(timeout: 
         )
     else:
         assert trial.user_attrs["fast_paths"]["steps_per_execution"] == 4  # so it could have stopped
-
-
-@pytest.mark.parametrize("timeout", [0.2, 3600])
-def test_a_trial_whose_next_rung_costs_over_a_quarter_of_the_timeout_ends_at_its_rung(timeout: float) -> None:
-    # ASHA over 9 epochs (rungs 1, 3): going on from epoch 1 is 2 epochs of ~0.1 s or more, over
-    # a quarter of 0.2 s; of 3600 s, not
-    objective, study = _objective(
-        training={"epochs": 9}, budget={"timeout": timeout}, objectives=["val_accuracy"],
-        optimizer={"learning_rate": float_range(1e-3, 1e-1, log=True)},
-    )  # fmt: skip
-    for rate in (1e-3, 2e-3, 4e-3, 1e-2, 3e-2, 1e-1):  # each better after its first epoch
-        study.enqueue_trial({"learning_rate": rate})
-    study.optimize(objective, n_trials=6)
-    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert complete, "no trial was in the top third of its rung"
-    if timeout < 1:
-        assert all(t.user_attrs["epochs_run"] == 1 for t in study.trials)
-        assert all(
-            t.user_attrs["capped"].startswith("stopped at epoch 1: its 2 epochs to go") for t in study.trials
-        )
-        assert all(t.value == t.intermediate_values[1] for t in complete)
-    else:
-        assert all("capped" not in t.user_attrs for t in study.trials)
-        assert all(t.user_attrs["epochs_run"] > 1 for t in complete)
 
 
 @contextlib.contextmanager
